@@ -1,0 +1,27 @@
+#include "err.h"
+
+static const char *const err_msgs[] = {
+#define FLR_ERR_MSG(name, value, msg) [value] = msg,
+    FLR_ERRORS(FLR_ERR_MSG)
+#undef FLR_ERR_MSG
+};
+
+static const char *const err_names[] = {
+#define FLR_ERR_NAME(name, value, msg) [value] = #name,
+    FLR_ERRORS(FLR_ERR_NAME)
+#undef FLR_ERR_NAME
+};
+
+const char *flr_strerror(int err)
+{
+    if (err < 0 || err >= (int)(sizeof(err_msgs) / sizeof(err_msgs[0])) || !err_msgs[err])
+        return "unknown error";
+    return err_msgs[err];
+}
+
+const char *flr_errname(int err)
+{
+    if (err < 0 || err >= (int)(sizeof(err_names) / sizeof(err_names[0])) || !err_names[err])
+        return "UNKNOWN";
+    return err_names[err];
+}

@@ -1,0 +1,37 @@
+/*
+ * jobpaths.h - the ZooKeeper layout of a job (DESIGN.md section 3), in one place.
+ *
+ *   /flr/<job>/spec                 persistent  job spec (JSON)
+ *   /flr/<job>/state                persistent  "waiting" | "running" | "done" | "failed"
+ *   /flr/<job>/epoch                persistent  cluster epoch (decimal), bumped on ownership change
+ *   /flr/<job>/coordinators/c_      ephemeral-sequential  leader election
+ *   /flr/<job>/servers/<id>         ephemeral   server record (JSON)
+ *   /flr/<job>/workers/<id>         ephemeral   worker record (JSON)
+ *   /flr/<job>/shards/<shard>       persistent  shard record (JSON)
+ *   /flr/<job>/results/<worker-id>  persistent  a finished worker's result (JSON)
+ *   /flr/<job>/events/e_            persistent-sequential  events
+ */
+#ifndef FLR_JOBPATHS_H
+#define FLR_JOBPATHS_H
+
+#include <stdio.h>
+
+#define FLR_ZK_ROOT  "/flr"
+#define FLR_PATH_MAX 256
+
+/* Formats "/flr/<job><suffix>" into buf; suffix may be "" or start with '/'. */
+static inline int flr_job_path(char *buf, size_t len, const char *job, const char *suffix)
+{
+    int n = snprintf(buf, len, FLR_ZK_ROOT "/%s%s", job, suffix);
+    return (n < 0 || (size_t)n >= len) ? -1 : 0;
+}
+
+/* Formats "/flr/<job>/<dir>/<id>". */
+static inline int flr_job_node(char *buf, size_t len, const char *job, const char *dir,
+                               unsigned long id)
+{
+    int n = snprintf(buf, len, FLR_ZK_ROOT "/%s/%s/%lu", job, dir, id);
+    return (n < 0 || (size_t)n >= len) ? -1 : 0;
+}
+
+#endif

@@ -1,0 +1,109 @@
+/*
+ * util.h - small inline helpers shared by every process: clocks, hashing, a seeded
+ * random generator, unaligned loads from wire blobs.
+ */
+#ifndef FLR_UTIL_H
+#define FLR_UTIL_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#define FLR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Monotonic time in milliseconds and nanoseconds. */
+static inline int64_t flr_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static inline int64_t flr_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* A strong 64-bit finaliser (the splitmix64 mix). Used for shard placement of sparse
+ * keys and for the deterministic per-key initialiser. */
+static inline uint64_t flr_mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* Seeded generator (splitmix64 sequence): deterministic, fast, good enough for
+ * initialisers, shuffles and synthetic data. */
+struct flr_rng {
+    uint64_t s;
+};
+
+static inline void flr_rng_seed(struct flr_rng *r, uint64_t seed)
+{
+    r->s = seed;
+}
+
+static inline uint64_t flr_rng_next(struct flr_rng *r)
+{
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform in [0, 1). */
+static inline double flr_rng_uniform(struct flr_rng *r)
+{
+    return (double)(flr_rng_next(r) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* Standard normal (Box-Muller; one value per call, simple over fast). */
+static inline double flr_rng_normal(struct flr_rng *r)
+{
+    double u1 = flr_rng_uniform(r), u2 = flr_rng_uniform(r);
+    if (u1 < 1e-300)
+        u1 = 1e-300;
+    return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
+}
+
+/* Loads from wire blobs, which carry no alignment guarantee. The compiler turns these
+ * memcpy calls into plain moves. */
+static inline uint64_t flr_load_u64(const void *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+static inline float flr_load_f32(const void *p)
+{
+    float v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Keys: table id in the top 16 bits, row in the low 48. */
+#define FLR_KEY_ROW_BITS 48
+#define FLR_KEY_ROW_MASK ((UINT64_C(1) << FLR_KEY_ROW_BITS) - 1)
+
+static inline uint64_t flr_key(uint32_t table, uint64_t row)
+{
+    return ((uint64_t)table << FLR_KEY_ROW_BITS) | (row & FLR_KEY_ROW_MASK);
+}
+
+static inline uint32_t flr_key_table(uint64_t key)
+{
+    return (uint32_t)(key >> FLR_KEY_ROW_BITS);
+}
+
+static inline uint64_t flr_key_row(uint64_t key)
+{
+    return key & FLR_KEY_ROW_MASK;
+}
+
+#endif
