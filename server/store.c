@@ -1,0 +1,830 @@
+/*
+ * store.c - one shard's slice of every table.
+ *
+ * Rows live in chunks.  A row is (1 + nslots) * dim floats, [ value | slots ], and its
+ * metadata (stamp, step count) sits in arrays beside the chunk's values.  A row is named
+ * inside its slice by a row index (ridx): chunk = ridx >> chunk_shift, position =
+ * ridx & chunk_mask.
+ *
+ *   dense:  one chunk holding the rows [lo, hi); ridx = row - lo; chunk_shift = 32, so
+ *           every ridx lands in chunk 0.  Allocated and initialised by flr_store_alloc.
+ *   sparse: chunks of 2^chunk_shift rows, added as rows are created and never moved; an
+ *           open-addressing map (linear probing, power-of-two capacity, load <= 0.7) from
+ *           row id to ridx.  Rows are created on first touch, in touch order.
+ *
+ * Every call that changes rows first does all that can fail (allocating, creating sparse
+ * rows, which only makes a row visible with its deterministic initial value), and only
+ * then applies gradients, so an out-of-memory error never leaves a push half-applied.
+ *
+ * The BSP accumulator holds one gradient row per touched row and a list of the rows
+ * touched since the last apply:
+ *   dense:  acc has a row per slice row (slot = ridx) and a bitmap marks touched rows;
+ *   sparse: acc grows by one row per newly touched row, and a second map (row -> slot)
+ *           finds it.  That map is cleared in O(1) by advancing its generation.
+ * Applying sorts the touched list by row, so the cost follows the touched rows, not the
+ * slice.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/shardmap.h"
+#include "common/util.h"
+#include "server/optim.h"
+#include "server/store.h"
+
+#define TSH_ALIGN              64
+#define TSH_CHUNK_MAX_ROWS     4096u
+#define TSH_CHUNK_TARGET_BYTES ((size_t)4 << 20)
+#define TSH_DENSE_SHIFT        32
+#define TSH_MAP_MIN_CAP        16
+#define TSH_GROW_MIN           16
+/* Sparse keys of one shard share flr_mix64(key) % S, so the map hashes with a salt to
+ * keep its slots independent of the placement. */
+#define TSH_HASH_SALT 0x6a09e667f3bcc909ULL
+
+/* A map slot is live when its gen equals the map's gen. */
+struct tsh_slot {
+    uint64_t key;
+    uint32_t val;
+    uint32_t gen;
+};
+
+struct tsh_map {
+    struct tsh_slot *slots;
+    size_t cap; /* 0 or a power of two */
+    size_t count;
+    uint32_t gen;
+};
+
+struct tsh_chunk {
+    float *vals; /* rows * width floats, TSH_ALIGN-aligned */
+    uint64_t *stamps;
+    uint32_t *steps;
+};
+
+struct tsh_touch {
+    uint64_t row;
+    uint32_t ridx;
+    uint32_t slot; /* accumulator row */
+};
+
+struct flr_tshard {
+    struct flr_table_spec spec;
+    const struct flr_optim_ops *ops;
+    const struct flr_store *store;
+    uint32_t dim;
+    uint32_t width;  /* floats per row */
+    uint64_t lo, hi; /* dense: the rows held */
+    uint32_t nrows;  /* rows present */
+
+    struct tsh_chunk *chunks;
+    size_t nchunks, chunks_cap;
+    size_t chunk_rows;
+    unsigned chunk_shift;
+    uint64_t chunk_mask;
+    struct tsh_map index; /* sparse: row -> ridx */
+
+    float *scratch; /* dim floats, aligned: one gradient row */
+    uint32_t *ridx; /* the rows of the current call, resolved */
+    size_t ridx_cap;
+
+    float *acc; /* acc_cap rows of dim floats */
+    size_t acc_cap;
+    uint64_t *acc_bits; /* dense: touched rows */
+    size_t acc_words;
+    struct tsh_map acc_index; /* sparse: row -> slot */
+    struct tsh_touch *touched;
+    size_t ntouched, touched_cap;
+};
+
+struct flr_store {
+    struct flr_job_spec spec;
+    uint32_t shard;
+    uint32_t ntables;
+    struct flr_tshard tables[FLR_MAX_TABLES];
+};
+
+static void tsh_why(char *why, size_t whylen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void tsh_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (why == NULL || whylen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
+}
+
+static size_t tsh_round(size_t n)
+{
+    return (n + TSH_ALIGN - 1) & ~(size_t)(TSH_ALIGN - 1);
+}
+
+static void *tsh_aligned(size_t bytes)
+{
+    void *p;
+
+    if (bytes == 0 || bytes > SIZE_MAX - TSH_ALIGN)
+        return NULL;
+    if (posix_memalign(&p, TSH_ALIGN, tsh_round(bytes)) != 0)
+        return NULL;
+    return p;
+}
+
+/* Returns p reallocated to hold at least need elements (doubling), updating *cap, or NULL
+ * with p and *cap untouched. Only called when need > *cap. */
+static void *tsh_grow(void *p, size_t *cap, size_t need, size_t elsize)
+{
+    size_t nc = *cap > TSH_GROW_MIN ? *cap : TSH_GROW_MIN;
+    void *q;
+
+    while (nc < need) {
+        if (nc > SIZE_MAX / 2)
+            return NULL;
+        nc *= 2;
+    }
+    if (nc > SIZE_MAX / elsize)
+        return NULL;
+    if ((q = realloc(p, nc * elsize)) == NULL)
+        return NULL;
+    *cap = nc;
+    return q;
+}
+
+/* ---- open-addressing map ------------------------------------------------------------ */
+
+static size_t map_hash(const struct tsh_map *m, uint64_t key)
+{
+    return (size_t)flr_mix64(key ^ TSH_HASH_SALT) & (m->cap - 1);
+}
+
+static struct tsh_slot *map_find(const struct tsh_map *m, uint64_t key)
+{
+    if (m->cap == 0)
+        return NULL;
+    for (size_t i = map_hash(m, key);; i = (i + 1) & (m->cap - 1)) {
+        struct tsh_slot *s = &m->slots[i];
+        if (s->gen != m->gen)
+            return NULL;
+        if (s->key == key)
+            return s;
+    }
+}
+
+/* Inserts a key known to be absent; capacity must have been reserved. */
+static void map_insert(struct tsh_map *m, uint64_t key, uint32_t val)
+{
+    size_t i = map_hash(m, key);
+
+    while (m->slots[i].gen == m->gen)
+        i = (i + 1) & (m->cap - 1);
+    m->slots[i] = (struct tsh_slot){.key = key, .val = val, .gen = m->gen};
+    m->count++;
+}
+
+/* Makes room for need entries within the load factor. On failure the map is unchanged. */
+static int map_reserve(struct tsh_map *m, size_t need)
+{
+    size_t nc = m->cap ? m->cap : TSH_MAP_MIN_CAP;
+    struct tsh_slot *old = m->slots;
+    size_t oldcap = m->cap;
+    uint32_t oldgen = m->gen;
+
+    if (need > SIZE_MAX / 10)
+        return FLR_ENOMEM;
+    if (m->cap != 0 && need * 10 <= m->cap * 7)
+        return 0;
+    while (need * 10 > nc * 7) {
+        if (nc > SIZE_MAX / 20)
+            return FLR_ENOMEM;
+        nc *= 2;
+    }
+    struct tsh_slot *slots = calloc(nc, sizeof(*slots));
+    if (slots == NULL)
+        return FLR_ENOMEM;
+    m->slots = slots;
+    m->cap = nc;
+    m->count = 0;
+    m->gen = 1;
+    for (size_t i = 0; i < oldcap; i++)
+        if (old[i].gen == oldgen)
+            map_insert(m, old[i].key, old[i].val);
+    free(old);
+    return 0;
+}
+
+/* Empties the map without touching its slots. */
+static void map_clear(struct tsh_map *m)
+{
+    m->count = 0;
+    if (++m->gen == 0) {
+        if (m->slots != NULL)
+            memset(m->slots, 0, m->cap * sizeof(*m->slots));
+        m->gen = 1;
+    }
+}
+
+/* ---- rows --------------------------------------------------------------------------- */
+
+static struct tsh_chunk *tsh_loc(const struct flr_tshard *t, uint32_t ridx, size_t *off)
+{
+    *off = (size_t)(ridx & t->chunk_mask);
+    return &t->chunks[(uint64_t)ridx >> t->chunk_shift];
+}
+
+static float *tsh_row(const struct flr_tshard *t, uint32_t ridx)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    return c->vals + off * t->width;
+}
+
+static int tsh_add_chunk(struct flr_tshard *t, size_t rows)
+{
+    struct tsh_chunk c = {0};
+
+    if (t->nchunks == t->chunks_cap) {
+        struct tsh_chunk *q =
+            tsh_grow(t->chunks, &t->chunks_cap, t->nchunks + 1, sizeof(*t->chunks));
+        if (q == NULL)
+            return FLR_ENOMEM;
+        t->chunks = q;
+    }
+    if (rows > SIZE_MAX / sizeof(float) / t->width)
+        return FLR_ENOMEM;
+    if ((c.vals = tsh_aligned(rows * t->width * sizeof(float))) == NULL)
+        goto fail_vals;
+    if ((c.stamps = calloc(rows, sizeof(*c.stamps))) == NULL)
+        goto fail_stamps;
+    if ((c.steps = calloc(rows, sizeof(*c.steps))) == NULL)
+        goto fail_steps;
+    t->chunks[t->nchunks++] = c;
+    return 0;
+
+fail_steps:
+    free(c.stamps);
+fail_stamps:
+    free(c.vals);
+fail_vals:
+    return FLR_ENOMEM;
+}
+
+/* Gives row ridx its initial value, zero slots and zero metadata. */
+static void tsh_init_at(struct flr_tshard *t, uint32_t ridx, uint64_t row)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+    float *w = c->vals + off * t->width;
+
+    flr_table_init_row(&t->spec, row, w);
+    memset(w + t->dim, 0, (size_t)(t->width - t->dim) * sizeof(float));
+    c->stamps[off] = 0;
+    c->steps[off] = 0;
+}
+
+/* Finds a sparse row, creating it on first touch. */
+static int tsh_sparse_row(struct flr_tshard *t, uint64_t row, uint32_t *ridx)
+{
+    struct tsh_slot *e = map_find(&t->index, row);
+    int rv;
+
+    if (e != NULL) {
+        *ridx = e->val;
+        return 0;
+    }
+    if (t->nrows == UINT32_MAX)
+        return FLR_ENOMEM;
+    if ((rv = map_reserve(&t->index, t->index.count + 1)) != 0)
+        return rv;
+    if (((uint64_t)t->nrows >> t->chunk_shift) == t->nchunks &&
+        (rv = tsh_add_chunk(t, t->chunk_rows)) != 0)
+        return rv;
+    *ridx = t->nrows++;
+    tsh_init_at(t, *ridx, row);
+    map_insert(&t->index, row, *ridx);
+    return 0;
+}
+
+/* Resolves the n keys into t->ridx, creating missing sparse rows. */
+static int tsh_resolve(struct flr_tshard *t, const unsigned char *keys, uint32_t n)
+{
+    int rv;
+
+    if (n > t->ridx_cap) {
+        uint32_t *q = tsh_grow(t->ridx, &t->ridx_cap, n, sizeof(*t->ridx));
+        if (q == NULL)
+            return FLR_ENOMEM;
+        t->ridx = q;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t row = flr_key_row(flr_load_u64(keys + (size_t)i * 8));
+        if (t->spec.kind == FLR_TABLE_DENSE) {
+            assert(row >= t->lo && row < t->hi);
+            t->ridx[i] = (uint32_t)(row - t->lo);
+        } else if ((rv = tsh_sparse_row(t, row, &t->ridx[i])) != 0) {
+            return rv;
+        }
+    }
+    return 0;
+}
+
+/* Applies one gradient row (aligned) to row ridx and marks it with stamp. */
+static void tsh_update(struct flr_tshard *t, uint32_t ridx, const float *grad, uint64_t stamp)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    t->ops->apply(&t->spec, c->vals + off * t->width, &c->steps[off], grad, t->dim);
+    c->stamps[off] = stamp;
+}
+
+/* ---- initial values ----------------------------------------------------------------- */
+
+void flr_table_init_row(const struct flr_table_spec *t, uint64_t row, float *out)
+{
+    const double scale = t->init_scale;
+    const float top = (float)scale;
+    struct flr_rng r;
+
+    flr_rng_seed(&r, flr_mix64(t->seed ^ flr_mix64(row)));
+    switch (t->init) {
+    case FLR_INIT_UNIFORM:
+        for (uint32_t j = 0; j < t->dim; j++) {
+            float f = (float)(scale * (2.0 * flr_rng_uniform(&r) - 1.0));
+            /* Rounding to float can reach scale itself; keep the interval half-open. */
+            out[j] = f < top ? f : nextafterf(top, 0.0f);
+        }
+        break;
+    case FLR_INIT_NORMAL:
+        for (uint32_t j = 0; j < t->dim; j++)
+            out[j] = (float)(scale * flr_rng_normal(&r));
+        break;
+    case FLR_INIT_ZEROS:
+    default:
+        memset(out, 0, (size_t)t->dim * sizeof(float));
+        break;
+    }
+}
+
+/* ---- life cycle ----------------------------------------------------------------------- */
+
+static void tsh_fini(struct flr_tshard *t)
+{
+    for (size_t i = 0; i < t->nchunks; i++) {
+        free(t->chunks[i].steps);
+        free(t->chunks[i].stamps);
+        free(t->chunks[i].vals);
+    }
+    free(t->chunks);
+    free(t->index.slots);
+    free(t->scratch);
+    free(t->ridx);
+    free(t->acc);
+    free(t->acc_bits);
+    free(t->acc_index.slots);
+    free(t->touched);
+    memset(t, 0, sizeof(*t));
+}
+
+/* Sets up one table's slice. On failure the caller runs tsh_fini. */
+static int tsh_init(struct flr_tshard *t, const struct flr_store *s,
+                    const struct flr_table_spec *spec)
+{
+    uint32_t nslots;
+    int rv;
+
+    t->spec = *spec;
+    t->store = s;
+    t->dim = spec->dim;
+    t->index.gen = 1;
+    t->acc_index.gen = 1;
+    if ((t->ops = flr_optim_ops(spec->optim)) == NULL || spec->dim == 0)
+        return FLR_EINVAL;
+    nslots = flr_optim_nslots(spec->optim);
+    assert(nslots == t->ops->nslots);
+    if (spec->dim > UINT32_MAX / (1 + nslots))
+        return FLR_EINVAL;
+    t->width = (1 + nslots) * spec->dim;
+    if ((t->scratch = tsh_aligned((size_t)t->dim * sizeof(float))) == NULL)
+        return FLR_ENOMEM;
+
+    if (spec->kind == FLR_TABLE_SPARSE) {
+        size_t rowbytes = (size_t)t->width * sizeof(float) + sizeof(uint64_t) + sizeof(uint32_t);
+        size_t rows = TSH_CHUNK_TARGET_BYTES / rowbytes;
+        unsigned shift = 0;
+
+        if (rows > TSH_CHUNK_MAX_ROWS)
+            rows = TSH_CHUNK_MAX_ROWS;
+        while (((size_t)2 << shift) <= rows)
+            shift++;
+        t->chunk_shift = shift;
+        t->chunk_rows = (size_t)1 << shift;
+        t->chunk_mask = t->chunk_rows - 1;
+        return 0;
+    }
+
+    flr_shard_dense_range(&s->spec, spec, s->shard, &t->lo, &t->hi);
+    if (t->hi < t->lo || t->hi - t->lo > UINT32_MAX)
+        return FLR_EINVAL;
+    t->chunk_shift = TSH_DENSE_SHIFT;
+    t->chunk_mask = ((uint64_t)1 << TSH_DENSE_SHIFT) - 1;
+    t->chunk_rows = (size_t)(t->hi - t->lo);
+    if (t->chunk_rows == 0)
+        return 0;
+    if ((rv = tsh_add_chunk(t, t->chunk_rows)) != 0)
+        return rv;
+    t->nrows = (uint32_t)t->chunk_rows;
+    for (uint32_t i = 0; i < t->nrows; i++)
+        tsh_init_at(t, i, t->lo + i);
+    return 0;
+}
+
+int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard)
+{
+    struct flr_store *s;
+    int rv;
+
+    if (sp == NULL || spec == NULL || spec->num_shards == 0 || shard >= spec->num_shards ||
+        spec->ntables > FLR_MAX_TABLES)
+        return FLR_EINVAL;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        return FLR_ENOMEM;
+    s->spec = *spec;
+    s->shard = shard;
+    for (uint32_t i = 0; i < spec->ntables; i++) {
+        s->ntables = i + 1;
+        if ((rv = tsh_init(&s->tables[i], s, &s->spec.tables[i])) != 0)
+            goto fail_tables;
+    }
+    *sp = s;
+    return 0;
+
+fail_tables:
+    flr_store_free(s);
+    return rv;
+}
+
+void flr_store_free(struct flr_store *s)
+{
+    if (s == NULL)
+        return;
+    for (uint32_t i = 0; i < s->ntables; i++)
+        tsh_fini(&s->tables[i]);
+    free(s);
+}
+
+struct flr_tshard *flr_store_table(struct flr_store *s, uint32_t table_id)
+{
+    for (uint32_t i = 0; i < s->ntables; i++)
+        if (s->tables[i].spec.id == table_id)
+            return &s->tables[i];
+    return NULL;
+}
+
+static size_t tsh_bytes(const struct flr_tshard *t)
+{
+    size_t chunk = tsh_round(t->chunk_rows * t->width * sizeof(float)) +
+                   t->chunk_rows * (sizeof(uint64_t) + sizeof(uint32_t));
+    size_t b = 0;
+
+    b += t->nchunks * chunk + t->chunks_cap * sizeof(*t->chunks);
+    b += t->index.cap * sizeof(*t->index.slots);
+    b += t->scratch != NULL ? tsh_round((size_t)t->dim * sizeof(float)) : 0;
+    b += t->ridx_cap * sizeof(*t->ridx);
+    b += t->acc_cap * t->dim * sizeof(float);
+    b += t->acc_words * sizeof(*t->acc_bits);
+    b += t->acc_index.cap * sizeof(*t->acc_index.slots);
+    b += t->touched_cap * sizeof(*t->touched);
+    return b;
+}
+
+size_t flr_store_bytes(const struct flr_store *s)
+{
+    size_t b = sizeof(*s);
+
+    for (uint32_t i = 0; i < s->ntables; i++)
+        b += tsh_bytes(&s->tables[i]);
+    return b;
+}
+
+uint64_t flr_store_rows(const struct flr_store *s)
+{
+    uint64_t n = 0;
+
+    for (uint32_t i = 0; i < s->ntables; i++)
+        n += s->tables[i].nrows;
+    return n;
+}
+
+const struct flr_table_spec *flr_tshard_spec(const struct flr_tshard *t)
+{
+    return &t->spec;
+}
+
+/* ---- checks ----------------------------------------------------------------------------- */
+
+static int tsh_check_key(const struct flr_tshard *t, uint64_t key, char *why, size_t whylen)
+{
+    const struct flr_store *s = t->store;
+    uint64_t row = flr_key_row(key);
+    uint32_t shard;
+
+    if (flr_key_table(key) != t->spec.id) {
+        tsh_why(why, whylen,
+                "key 0x%016" PRIx64 " belongs to table %" PRIu32 ", not %" PRIu32 " (%s)", key,
+                flr_key_table(key), t->spec.id, t->spec.name);
+        return FLR_EKEY_RANGE;
+    }
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        if (row >= t->spec.rows) {
+            tsh_why(why, whylen,
+                    "key 0x%016" PRIx64 " (row %" PRIu64 ") is outside rows [0, %" PRIu64
+                    ") of table %s",
+                    key, row, t->spec.rows, t->spec.name);
+            return FLR_EKEY_RANGE;
+        }
+        if (row >= t->lo && row < t->hi)
+            return 0;
+    }
+    shard = flr_shard_of_key(&s->spec, key);
+    if (t->spec.kind == FLR_TABLE_SPARSE && shard == s->shard)
+        return 0;
+    tsh_why(why, whylen,
+            "key 0x%016" PRIx64 " (row %" PRIu64 ") of table %s belongs to shard %" PRIu32
+            ", not %" PRIu32,
+            key, row, t->spec.name, shard, s->shard);
+    return FLR_EKEY_RANGE;
+}
+
+int flr_tshard_check_keys(const struct flr_tshard *t, const void *keys, uint32_t n, char *why,
+                          size_t whylen)
+{
+    const unsigned char *k = keys;
+    int rv;
+
+    if (t == NULL) {
+        tsh_why(why, whylen, "unknown table");
+        return FLR_EUNKNOWN_TABLE;
+    }
+    for (uint32_t i = 0; i < n; i++)
+        if ((rv = tsh_check_key(t, flr_load_u64(k + (size_t)i * 8), why, whylen)) != 0)
+            return rv;
+    return 0;
+}
+
+int flr_tshard_check_push(const struct flr_tshard *t, const void *keys, uint32_t n,
+                          const void *vals, uint64_t vals_len, char *why, size_t whylen)
+{
+    const unsigned char *k = keys, *v = vals;
+    uint64_t expect;
+    int rv;
+
+    if ((rv = flr_tshard_check_keys(t, keys, n, why, whylen)) != 0)
+        return rv;
+    expect = (uint64_t)n * t->dim * sizeof(float);
+    if (vals_len != expect) {
+        tsh_why(why, whylen,
+                "values are %" PRIu64 " bytes, expected %" PRIu32 " keys x dim %" PRIu32
+                " x 4 = %" PRIu64,
+                vals_len, n, t->dim, expect);
+        return FLR_EVALUE_LEN;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *g = v + (size_t)i * t->dim * sizeof(float);
+        uint32_t bad = 0;
+
+        /* A float is NaN or infinite when its exponent bits are all ones; testing the
+         * bits keeps the loop free of branches. */
+        for (uint32_t j = 0; j < t->dim; j++) {
+            uint32_t bits;
+            memcpy(&bits, g + (size_t)j * 4, sizeof(bits));
+            bad |= (bits & 0x7f800000u) == 0x7f800000u;
+        }
+        if (!bad)
+            continue;
+        for (uint32_t j = 0; j < t->dim; j++) {
+            float f = flr_load_f32(g + (size_t)j * 4);
+            if (!isfinite(f)) {
+                tsh_why(why, whylen, "key 0x%016" PRIx64 " column %" PRIu32 ": gradient is %s",
+                        flr_load_u64(k + (size_t)i * 8), j, isnan(f) ? "NaN" : "infinite");
+                break;
+            }
+        }
+        return FLR_ENAN_GRAD;
+    }
+    return 0;
+}
+
+/* ---- reads and updates ------------------------------------------------------------------ */
+
+int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *out)
+{
+    const unsigned char *k = keys;
+    unsigned char *o = out;
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+    uint32_t ridx;
+    int rv;
+
+    if (t->spec.kind == FLR_TABLE_SPARSE) {
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+            if ((rv = tsh_sparse_row(t, row, &ridx)) != 0)
+                return rv;
+            memcpy(o + i * rowbytes, tsh_row(t, ridx), rowbytes);
+        }
+        return 0;
+    }
+    /* Without slots, consecutive dense rows are consecutive in memory: copy runs. */
+    for (uint32_t i = 0; i < n;) {
+        uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+        uint32_t run = 1;
+
+        assert(row >= t->lo && row < t->hi);
+        if (t->width == t->dim)
+            while (i + run < n && flr_key_row(flr_load_u64(k + (size_t)(i + run) * 8)) == row + run)
+                run++;
+        memcpy(o + i * rowbytes, tsh_row(t, (uint32_t)(row - t->lo)), run * rowbytes);
+        i += run;
+    }
+    return 0;
+}
+
+int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads,
+                     uint64_t stamp)
+{
+    const unsigned char *g = grads;
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+    int rv;
+
+    if ((rv = tsh_resolve(t, keys, n)) != 0)
+        return rv;
+    for (uint32_t i = 0; i < n; i++) {
+        memcpy(t->scratch, g + i * rowbytes, rowbytes);
+        tsh_update(t, t->ridx[i], t->scratch, stamp);
+    }
+    return 0;
+}
+
+/* Makes room in the accumulator for n more gradient rows. */
+static int tsh_acc_reserve(struct flr_tshard *t, uint32_t n)
+{
+    size_t need;
+    int rv;
+
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        if (t->acc == NULL && t->nrows > 0) {
+            size_t words = ((size_t)t->nrows + 63) / 64;
+            if ((size_t)t->nrows > SIZE_MAX / sizeof(float) / t->dim)
+                return FLR_ENOMEM;
+            if ((t->acc_bits = calloc(words, sizeof(*t->acc_bits))) == NULL)
+                return FLR_ENOMEM;
+            if ((t->acc = tsh_aligned((size_t)t->nrows * t->dim * sizeof(float))) == NULL) {
+                free(t->acc_bits);
+                t->acc_bits = NULL;
+                return FLR_ENOMEM;
+            }
+            memset(t->acc, 0, (size_t)t->nrows * t->dim * sizeof(float));
+            t->acc_words = words;
+            t->acc_cap = t->nrows;
+        }
+        need = t->ntouched + n < t->nrows ? t->ntouched + n : t->nrows;
+    } else {
+        need = t->acc_index.count + n;
+        if ((rv = map_reserve(&t->acc_index, need)) != 0)
+            return rv;
+        if (need > t->acc_cap) {
+            size_t cap = t->acc_cap;
+            float *q = tsh_grow(t->acc, &cap, need, (size_t)t->dim * sizeof(float));
+            if (q == NULL)
+                return FLR_ENOMEM;
+            t->acc = q;
+            t->acc_cap = cap;
+        }
+        need = t->ntouched + n;
+    }
+    if (need > t->touched_cap) {
+        struct tsh_touch *q = tsh_grow(t->touched, &t->touched_cap, need, sizeof(*t->touched));
+        if (q == NULL)
+            return FLR_ENOMEM;
+        t->touched = q;
+    }
+    return 0;
+}
+
+/* Returns the accumulator row of a row, starting it (zeroed) on first touch. */
+static float *tsh_acc_row(struct flr_tshard *t, uint64_t row, uint32_t ridx)
+{
+    uint32_t slot;
+
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        uint64_t bit = (uint64_t)1 << (ridx & 63);
+        slot = ridx;
+        if ((t->acc_bits[ridx >> 6] & bit) == 0) {
+            t->acc_bits[ridx >> 6] |= bit;
+            t->touched[t->ntouched++] = (struct tsh_touch){.row = row, .ridx = ridx, .slot = slot};
+        }
+    } else {
+        struct tsh_slot *e = map_find(&t->acc_index, row);
+        if (e != NULL) {
+            slot = e->val;
+        } else {
+            slot = (uint32_t)t->acc_index.count;
+            map_insert(&t->acc_index, row, slot);
+            memset(t->acc + (size_t)slot * t->dim, 0, (size_t)t->dim * sizeof(float));
+            t->touched[t->ntouched++] = (struct tsh_touch){.row = row, .ridx = ridx, .slot = slot};
+        }
+    }
+    return t->acc + (size_t)slot * t->dim;
+}
+
+static void tsh_acc_add(float *restrict a, const unsigned char *restrict g, uint32_t dim)
+{
+    for (uint32_t j = 0; j < dim; j++)
+        a[j] += flr_load_f32(g + (size_t)j * 4);
+}
+
+int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads)
+{
+    const unsigned char *k = keys, *g = grads;
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+    int rv;
+
+    if (n == 0)
+        return 0;
+    if ((rv = tsh_acc_reserve(t, n)) != 0)
+        return rv;
+    if ((rv = tsh_resolve(t, keys, n)) != 0)
+        return rv;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+        tsh_acc_add(tsh_acc_row(t, row, t->ridx[i]), g + i * rowbytes, t->dim);
+    }
+    return 0;
+}
+
+static int tsh_touch_cmp(const void *a, const void *b)
+{
+    const struct tsh_touch *x = a, *y = b;
+
+    return (x->row > y->row) - (x->row < y->row);
+}
+
+int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
+{
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+    size_t i;
+
+    for (i = 1; i < t->ntouched; i++)
+        if (t->touched[i - 1].row > t->touched[i].row)
+            break;
+    if (i < t->ntouched)
+        qsort(t->touched, t->ntouched, sizeof(*t->touched), tsh_touch_cmp);
+    for (i = 0; i < t->ntouched; i++) {
+        const struct tsh_touch *e = &t->touched[i];
+        float *a = t->acc + (size_t)e->slot * t->dim;
+
+        tsh_update(t, e->ridx, a, stamp);
+        if (t->spec.kind == FLR_TABLE_DENSE) {
+            memset(a, 0, rowbytes);
+            t->acc_bits[e->ridx >> 6] &= ~((uint64_t)1 << (e->ridx & 63));
+        }
+    }
+    t->ntouched = 0;
+    map_clear(&t->acc_index);
+    return 0;
+}
+
+const float *flr_tshard_peek(const struct flr_tshard *t, uint64_t row, uint64_t *stamp,
+                             uint32_t *steps)
+{
+    struct tsh_chunk *c;
+    uint32_t ridx;
+    size_t off;
+
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        if (row < t->lo || row >= t->hi)
+            return NULL;
+        ridx = (uint32_t)(row - t->lo);
+    } else {
+        struct tsh_slot *e = map_find(&t->index, row);
+        if (e == NULL)
+            return NULL;
+        ridx = e->val;
+    }
+    c = tsh_loc(t, ridx, &off);
+    if (stamp != NULL)
+        *stamp = c->stamps[off];
+    if (steps != NULL)
+        *steps = c->steps[off];
+    return c->vals + off * t->width;
+}

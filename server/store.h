@@ -1,0 +1,88 @@
+/*
+ * store.h - one shard's slice of every table: rows, optimizer slots, per-row metadata.
+ *
+ * A struct flr_store belongs to one thread (the server's shard owner); nothing here locks.
+ *
+ * Dense table slices hold the contiguous rows [lo, hi) the placement gives the shard,
+ * allocated up front.  Sparse slices are an open-addressing hash map from row id to a
+ * row index in a chunked arena; a row is created on first touch (pull or push) and
+ * initialised deterministically from (table seed, key), so every process, and every
+ * incarnation of a shard, creates the same initial row.
+ *
+ * Each row records the stamp of the update that last changed it (0 = never updated) and
+ * its optimizer step count.
+ *
+ * Gradients are validated (flr_tshard_check) before they are applied, so a bad push never
+ * changes a shard.  BSP aggregation: flr_tshard_accumulate() sums gradients per row into
+ * an accumulator in call order; flr_tshard_apply_accumulated() applies the optimizer once
+ * per touched row and clears the accumulator.
+ */
+#ifndef FLR_STORE_H
+#define FLR_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/spec.h"
+
+struct flr_store;
+struct flr_tshard;
+
+/* Creates the slices of every table of spec for one shard (dense rows initialised). */
+int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard);
+void flr_store_free(struct flr_store *s);
+
+/* Returns the slice of table id, or NULL when the job has no such table. */
+struct flr_tshard *flr_store_table(struct flr_store *s, uint32_t table_id);
+
+/* Bytes of memory the store holds (values, slots, metadata, indexes). */
+size_t flr_store_bytes(const struct flr_store *s);
+
+/* Rows present (dense: the slice; sparse: the rows touched so far). */
+uint64_t flr_store_rows(const struct flr_store *s);
+
+const struct flr_table_spec *flr_tshard_spec(const struct flr_tshard *t);
+
+/*
+ * Checks that every key (unaligned little-endian u64 in keys) belongs to this table and
+ * this shard (dense: row in [lo, hi); sparse: placement says this shard).  Returns 0,
+ * FLR_EUNKNOWN_TABLE or FLR_EKEY_RANGE with the offending key in why.
+ */
+int flr_tshard_check_keys(const struct flr_tshard *t, const void *keys, uint32_t n, char *why,
+                          size_t whylen);
+
+/*
+ * Checks a push: keys as above, vals_len == n * dim * 4 (else FLR_EVALUE_LEN) and every
+ * gradient finite (else FLR_ENAN_GRAD).
+ */
+int flr_tshard_check_push(const struct flr_tshard *t, const void *keys, uint32_t n,
+                          const void *vals, uint64_t vals_len, char *why, size_t whylen);
+
+/*
+ * Copies the values (not the slots) of n rows into out (n * dim floats, may be unaligned),
+ * creating missing sparse rows.  Keys must have passed flr_tshard_check_keys().
+ * Returns 0 or FLR_ENOMEM.
+ */
+int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *out);
+
+/* Applies n gradients (already checked) with the table's optimizer, each row once, marking
+ * each row with stamp. Returns 0 or FLR_ENOMEM. */
+int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads,
+                     uint64_t stamp);
+
+/* Adds n gradients (already checked) into the accumulator. Returns 0 or FLR_ENOMEM. */
+int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads);
+
+/* Applies the accumulated gradients once per touched row (ascending row order) with stamp,
+ * then clears the accumulator. Returns 0 or FLR_ENOMEM. */
+int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp);
+
+/* Reads one row's value, slots and metadata (for tests and, later, recovery).  Returns
+ * NULL when a sparse row does not exist; does not create it. */
+const float *flr_tshard_peek(const struct flr_tshard *t, uint64_t row, uint64_t *stamp,
+                             uint32_t *steps);
+
+/* The deterministic initial value of a row: fills dim floats. */
+void flr_table_init_row(const struct flr_table_spec *t, uint64_t row, float *out);
+
+#endif
