@@ -1,0 +1,540 @@
+/*
+ * flr-server - holds shards of a job's tables and answers pulls and pushes.
+ *
+ * Threads: nng's threads receive requests and only queue them; the main thread (the
+ * owner) decodes, checks and applies every request and follows ZooKeeper.  Shards are
+ * therefore touched by one thread only and take no locks.
+ *
+ * Server lifecycle:
+ *
+ *     START --spec found--> REGISTERED (ephemeral node, STANDBY)
+ *           --shards assigned to us--> SERVING --job state "done" / SIGTERM--> EXIT 0
+ *     any state --ZooKeeper session expired--> EXIT 3 (stops serving at once: it cannot
+ *           know whether its shards were given to another server)
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/jobpaths.h"
+#include "common/log.h"
+#include "common/opt.h"
+#include "common/proto.h"
+#include "common/shardmap.h"
+#include "common/spec.h"
+#include "common/transport.h"
+#include "common/util.h"
+#include "common/zk.h"
+#include "shard.h"
+#include "store.h"
+
+struct srv_cfg {
+    char zk[256];
+    char job[64];
+    long long id;
+    char listen[128];
+    char advertise[128];
+    long long session_ms;
+    long long contexts;
+    long long max_msg_mb;
+    long long max_keys;
+    long long start_timeout_ms;
+    char log_level[16];
+};
+
+static const struct flr_opt srv_opts[] = {
+    FLR_OPT_S("zk", struct srv_cfg, zk, "127.0.0.1:2181", "HOST:PORT[,...]", "ZooKeeper hosts"),
+    FLR_OPT_S("job", struct srv_cfg, job, "demo", "NAME", "job name"),
+    FLR_OPT_I("id", struct srv_cfg, id, "0", 0, 1000000, "N", "server id, unique in the job"),
+    FLR_OPT_S("listen", struct srv_cfg, listen, "tcp://127.0.0.1:0", "URL",
+              "where to listen (port 0 picks a free port)"),
+    FLR_OPT_S("advertise", struct srv_cfg, advertise, "", "URL",
+              "endpoint published in ZooKeeper (default: the bound listen URL)"),
+    FLR_OPT_I("session-timeout", struct srv_cfg, session_ms, "10000", 400, 120000, "MS",
+              "ZooKeeper session timeout"),
+    FLR_OPT_I("contexts", struct srv_cfg, contexts, "256", 4, 65536, "N",
+              "requests the server can hold at once"),
+    FLR_OPT_I("max-msg-mb", struct srv_cfg, max_msg_mb, "256", 1, 4096, "MB",
+              "largest accepted message"),
+    FLR_OPT_I("max-keys", struct srv_cfg, max_keys, "16777216", 1, 1LL << 31, "N",
+              "most keys in one message"),
+    FLR_OPT_I("start-timeout", struct srv_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
+              "how long to wait for the job to be created"),
+    FLR_OPT_S("log-level", struct srv_cfg, log_level, "info", "LEVEL",
+              "error, warning, notice, info or debug"),
+    {0},
+};
+
+struct qnode {
+    struct flr_req *req;
+    nng_msg *msg;
+    struct qnode *next;
+};
+
+struct srv {
+    struct srv_cfg cfg;
+    struct flr_zk *zk;
+    struct flr_job_spec spec;
+    char *spec_json;
+    struct flr_rep *rep;
+    char endpoint[FLR_ENDPOINT_MAX];
+    uint64_t incarnation;
+    struct flr_shard **shards; /* spec.num_shards entries, NULL when not ours */
+    int serving_published;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct qnode *head, *tail, *spare;
+
+    msgpack_zone zone;
+    struct flr_proto_limits lim;
+    uint64_t rejected[FLR_E_COUNT_];
+    uint64_t requests;
+};
+
+static volatile sig_atomic_t srv_stop;
+
+static void srv_on_signal(int sig)
+{
+    (void)sig;
+    srv_stop = 1;
+}
+
+/* Runs on nng threads: queue and return. */
+static void srv_on_request(void *arg, struct flr_req *req, nng_msg *msg)
+{
+    struct srv *s = arg;
+    struct qnode *n;
+
+    pthread_mutex_lock(&s->mu);
+    if ((n = s->spare) != NULL)
+        s->spare = n->next;
+    pthread_mutex_unlock(&s->mu);
+    if (!n && !(n = malloc(sizeof(*n)))) {
+        nng_msg_free(msg);
+        flr_rep_reply(req, NULL);
+        return;
+    }
+    n->req = req;
+    n->msg = msg;
+    n->next = NULL;
+    pthread_mutex_lock(&s->mu);
+    if (s->tail)
+        s->tail->next = n;
+    else
+        s->head = n;
+    s->tail = n;
+    pthread_cond_signal(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int srv_dequeue(struct srv *s, struct flr_req **req, nng_msg **msg, int timeout_ms)
+{
+    struct qnode *n;
+    struct timespec ts;
+
+    pthread_mutex_lock(&s->mu);
+    if (!s->head) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)timeout_ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    }
+    if ((n = s->head) != NULL) {
+        s->head = n->next;
+        if (!s->head)
+            s->tail = NULL;
+        *req = n->req;
+        *msg = n->msg;
+        n->next = s->spare;
+        s->spare = n;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return n ? 0 : FLR_ETIMEOUT;
+}
+
+static void srv_count_reject(struct srv *s, int code, const struct flr_msg *m, const char *why)
+{
+    uint64_t n = ++s->rejected[code < FLR_E_COUNT_ ? code : FLR_EINTERNAL];
+    /* Log the first few of each kind, then every 1000th, so a flood cannot drown the log. */
+    if (n <= 5 || n % 1000 == 0)
+        flr_warn("srv.reject", "rejected %s from %u (%s, %llu so far): %s",
+                 flr_msg_type_name(m->type), m->sender, flr_errname(code), (unsigned long long)n,
+                 why);
+}
+
+static void srv_status_reply(struct srv *s, struct flr_req *req, const struct flr_msg *m)
+{
+    json_t *root = json_object(), *shards = json_array(), *rej = json_object();
+    struct flr_msg r = {0};
+    nng_msg *out;
+    char *text;
+
+    for (uint32_t i = 0; i < s->spec.num_shards; i++) {
+        struct flr_shard *sh = s->shards[i];
+        if (!sh)
+            continue;
+        const struct flr_shard_stats *st = flr_shard_stats(sh);
+        json_array_append_new(
+            shards,
+            json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "shard", (json_int_t)i, "epoch",
+                      (json_int_t)flr_shard_epoch(sh), "stamp", (json_int_t)flr_shard_stamp(sh),
+                      "min_clock", (json_int_t)flr_shard_min_clock(sh), "rows",
+                      (json_int_t)flr_store_rows(flr_shard_store(sh)), "bytes",
+                      (json_int_t)flr_store_bytes(flr_shard_store(sh)), "pulls",
+                      (json_int_t)st->pulls, "pushes", (json_int_t)st->pushes, "keys_pulled",
+                      (json_int_t)st->keys_pulled, "keys_pushed", (json_int_t)st->keys_pushed,
+                      "held_pulls", (json_int_t)st->held_pulls));
+    }
+    for (int c = 1; c < FLR_E_COUNT_; c++) {
+        uint64_t n = s->rejected[c];
+        for (uint32_t i = 0; i < s->spec.num_shards; i++)
+            if (s->shards[i])
+                n += flr_shard_stats(s->shards[i])->rejected_by[c];
+        if (n)
+            json_object_set_new(rej, flr_errname(c), json_integer((json_int_t)n));
+    }
+    json_object_set_new(root, "server", json_integer((json_int_t)s->cfg.id));
+    json_object_set_new(root, "endpoint", json_string(s->endpoint));
+    json_object_set_new(root, "requests", json_integer((json_int_t)s->requests));
+    json_object_set_new(root, "shards", shards);
+    json_object_set_new(root, "rejected", rej);
+    text = json_dumps(root, JSON_COMPACT);
+    json_decref(root);
+
+    r.type = FLR_MSG_STATUS_REPLY;
+    r.job = s->cfg.job;
+    r.job_len = (uint32_t)strlen(s->cfg.job);
+    r.sender = (uint32_t)s->cfg.id;
+    r.request_id = m->request_id;
+    r.reason = "";
+    r.text = text ? text : "{}";
+    r.text_len = (uint32_t)strlen(r.text);
+    if (flr_msg_to_nng(&out, &r, NULL) == 0)
+        flr_rep_reply(req, out);
+    else
+        flr_rep_reply(req, NULL);
+    free(text);
+}
+
+static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
+{
+    struct flr_msg m;
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    s->requests++;
+    rv = flr_msg_decode(&m, nng_msg_body(msg), nng_msg_len(msg), &s->lim, &s->zone, why,
+                        sizeof(why));
+    if (rv != 0)
+        goto reject;
+    if (m.job_len != strlen(s->cfg.job) || memcmp(m.job, s->cfg.job, m.job_len) != 0) {
+        rv = FLR_EWRONG_JOB;
+        snprintf(why, sizeof(why), "message for job '%.*s', this server serves job '%s'",
+                 (int)m.job_len, m.job, s->cfg.job);
+        goto reject;
+    }
+    switch (m.type) {
+    case FLR_MSG_PULL:
+    case FLR_MSG_PUSH:
+    case FLR_MSG_CLOCK: {
+        struct flr_shard *sh = m.shard < s->spec.num_shards ? s->shards[m.shard] : NULL;
+        if (!sh) {
+            rv = FLR_ENOT_OWNER;
+            snprintf(why, sizeof(why), "server %lld does not own shard %u", s->cfg.id, m.shard);
+            goto reject;
+        }
+        if (m.shard_epoch != flr_shard_epoch(sh)) {
+            rv = FLR_EWRONG_EPOCH;
+            snprintf(why, sizeof(why), "shard %u is at epoch %llu, request has %llu", m.shard,
+                     (unsigned long long)flr_shard_epoch(sh), (unsigned long long)m.shard_epoch);
+            goto reject;
+        }
+        (void)flr_shard_handle(sh, req, msg, &m);
+        return;
+    }
+    case FLR_MSG_STATUS:
+        srv_status_reply(s, req, &m);
+        nng_msg_free(msg);
+        return;
+    case FLR_MSG_SHUTDOWN:
+        flr_notice("srv.shutdown", "shutdown requested by %u", m.sender);
+        flr_reply_error(req, &m, s->cfg.job, (uint32_t)s->cfg.id, 0, "");
+        nng_msg_free(msg);
+        srv_stop = 1;
+        return;
+    default:
+        rv = FLR_EBAD_REQUEST;
+        snprintf(why, sizeof(why), "a server does not accept %s", flr_msg_type_name(m.type));
+        goto reject;
+    }
+
+reject:
+    srv_count_reject(s, rv, &m, why);
+    flr_reply_error(req, &m, s->cfg.job, (uint32_t)s->cfg.id, rv, why);
+    nng_msg_free(msg);
+}
+
+static int srv_publish(struct srv *s, enum flr_server_state state, int create)
+{
+    struct flr_server_rec rec = {0};
+    char path[FLR_PATH_MAX], *json = NULL;
+    int rv;
+
+    rec.id = (uint32_t)s->cfg.id;
+    snprintf(rec.endpoint, sizeof(rec.endpoint), "%s", s->endpoint);
+    rec.incarnation = s->incarnation;
+    rec.pid = (int32_t)getpid();
+    gethostname(rec.host, sizeof(rec.host) - 1);
+    rec.state = state;
+    if ((rv = flr_server_rec_to_json(&rec, &json)) != 0)
+        return rv;
+    flr_job_node(path, sizeof(path), s->cfg.job, "servers", (unsigned long)s->cfg.id);
+    if (create)
+        rv = flr_zk_create(s->zk, path, json, (int)strlen(json), FLR_ZK_EPHEMERAL, NULL, 0);
+    else
+        rv = flr_zk_set(s->zk, path, json, (int)strlen(json), -1);
+    free(json);
+    return rv;
+}
+
+/* Re-reads every shard record (leaving watches) and opens or closes our shards. */
+static int srv_sync_shards(struct srv *s)
+{
+    char path[FLR_PATH_MAX], *data;
+    int len, rv, owned = 0;
+
+    for (uint32_t i = 0; i < s->spec.num_shards; i++) {
+        struct flr_shard_rec rec;
+        flr_job_node(path, sizeof(path), s->cfg.job, "shards", i);
+        rv = flr_zk_get(s->zk, path, 1, &data, &len, NULL, NULL);
+        if (rv == FLR_EZK_NONODE)
+            continue;
+        if (rv != 0)
+            return rv;
+        rv = flr_shard_rec_from_json(&rec, data, (size_t)len);
+        free(data);
+        if (rv != 0) {
+            flr_warn("srv.shardrec", "shard %u: unreadable record, ignored", i);
+            continue;
+        }
+        int mine = rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_ACTIVE;
+        struct flr_shard *sh = s->shards[i];
+        if (mine && sh && flr_shard_epoch(sh) == rec.epoch) {
+            owned++;
+            continue;
+        }
+        if (sh) {
+            flr_notice("srv.unload", "shard %u: no longer ours at epoch %llu", i,
+                       (unsigned long long)rec.epoch);
+            flr_shard_close(sh);
+            s->shards[i] = NULL;
+        }
+        if (mine) {
+            if ((rv = flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id)) !=
+                0) {
+                flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
+                return rv;
+            }
+            flr_info("srv.load", "shard %u: serving at epoch %llu (%llu rows, %zu bytes)", i,
+                     (unsigned long long)rec.epoch,
+                     (unsigned long long)flr_store_rows(flr_shard_store(s->shards[i])),
+                     flr_store_bytes(flr_shard_store(s->shards[i])));
+            owned++;
+        }
+    }
+    if (owned && !s->serving_published) {
+        if ((rv = srv_publish(s, FLR_SERVER_SERVING, 0)) != 0)
+            return rv;
+        s->serving_published = 1;
+    }
+    return 0;
+}
+
+/* Reads the job state (leaving a watch); sets srv_stop when the job is over. */
+static void srv_check_state(struct srv *s)
+{
+    char path[FLR_PATH_MAX], *data;
+    int len;
+
+    flr_job_path(path, sizeof(path), s->cfg.job, "/state");
+    if (flr_zk_get(s->zk, path, 1, &data, &len, NULL, NULL) != 0)
+        return;
+    if (strcmp(data, "done") == 0 || strcmp(data, "failed") == 0) {
+        flr_notice("srv.jobdone", "job %s is %s: exiting", s->cfg.job, data);
+        srv_stop = 1;
+    }
+    free(data);
+}
+
+static int srv_wait_spec(struct srv *s)
+{
+    char path[FLR_PATH_MAX], why[256];
+    int64_t deadline = flr_now_ms() + s->cfg.start_timeout_ms;
+    int len, rv;
+
+    flr_job_path(path, sizeof(path), s->cfg.job, "/spec");
+    for (;;) {
+        rv = flr_zk_get(s->zk, path, 0, &s->spec_json, &len, NULL, NULL);
+        if (rv == 0)
+            break;
+        if (rv != FLR_EZK_NONODE || flr_now_ms() > deadline || srv_stop) {
+            flr_err("srv.spec", "job %s: no spec at %s after %lld ms (is the coordinator running?)",
+                    s->cfg.job, path, s->cfg.start_timeout_ms);
+            return rv ? rv : FLR_ETIMEOUT;
+        }
+        usleep(100 * 1000);
+    }
+    if ((rv = flr_spec_from_json(&s->spec, s->spec_json, why, sizeof(why))) != 0) {
+        flr_err("srv.spec", "job %s: bad spec: %s", s->cfg.job, why);
+        return rv;
+    }
+    return 0;
+}
+
+static int srv_run(struct srv *s)
+{
+    char why[256];
+    int rv;
+
+    if ((rv = flr_zk_open(&s->zk, s->cfg.zk, (int)s->cfg.session_ms, 10000, why, sizeof(why))) !=
+        0) {
+        flr_err("srv.zk", "%s", why);
+        return rv;
+    }
+    if ((rv = srv_wait_spec(s)) != 0)
+        return rv;
+    if (!(s->shards = calloc(s->spec.num_shards, sizeof(*s->shards))))
+        return FLR_ENOMEM;
+    if ((rv = flr_rep_open(&s->rep, s->cfg.listen, (int)s->cfg.contexts,
+                           (size_t)s->cfg.max_msg_mb << 20, srv_on_request, s, why, sizeof(why))) !=
+        0) {
+        flr_err("srv.listen", "%s", why);
+        return rv;
+    }
+    snprintf(s->endpoint, sizeof(s->endpoint), "%s",
+             s->cfg.advertise[0] ? s->cfg.advertise : flr_rep_url(s->rep));
+    if ((rv = srv_publish(s, FLR_SERVER_STANDBY, 1)) != 0) {
+        if (rv == FLR_EZK_EXISTS)
+            flr_err("srv.register",
+                    "server id %lld is already registered in job %s by a live "
+                    "session",
+                    s->cfg.id, s->cfg.job);
+        else
+            flr_err("srv.register", "cannot register: %s", flr_strerror(rv));
+        return rv;
+    }
+    flr_notice("srv.start", "server %lld of job %s listening on %s (%u shards in job)", s->cfg.id,
+               s->cfg.job, s->endpoint, s->spec.num_shards);
+    if ((rv = srv_sync_shards(s)) != 0)
+        return rv;
+    srv_check_state(s);
+
+    while (!srv_stop) {
+        struct flr_req *req;
+        nng_msg *msg;
+        struct flr_zk_event ev;
+        int budget = 256;
+
+        /* Requests first, a bounded batch at a time, then ZooKeeper's news. */
+        while (budget-- > 0 && srv_dequeue(s, &req, &msg, budget == 255 ? 50 : 0) == 0)
+            srv_handle(s, req, msg);
+        if (flr_zk_expired(s->zk)) {
+            flr_err("srv.expired", "ZooKeeper session expired: stopping at once, shards may "
+                                   "already belong to another server");
+            return FLR_EZK_EXPIRED;
+        }
+        while (flr_zk_next_event(s->zk, &ev, 0) == 0) {
+            switch (ev.kind) {
+            case FLR_ZK_EV_CONNECTED:
+            case FLR_ZK_EV_CHANGED:
+            case FLR_ZK_EV_CHILD:
+            case FLR_ZK_EV_CREATED:
+            case FLR_ZK_EV_DELETED:
+                if ((rv = srv_sync_shards(s)) != 0 && rv != FLR_EZK_EXPIRED)
+                    flr_warn("srv.sync", "reading the shard map failed: %s", flr_strerror(rv));
+                srv_check_state(s);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static struct srv s;
+    const struct flr_opts_info info = {"flr-server",
+                                       "flr parameter server: holds shards, applies pushes, "
+                                       "answers pulls",
+                                       PACKAGE_VERSION};
+    char why[512];
+    int exit_now = 0, rv, lvl;
+    struct sigaction sa = {0};
+
+    if (flr_opts_parse(srv_opts, &s.cfg, &info, argc, argv, stdout, &exit_now, why, sizeof(why)) !=
+        0) {
+        fprintf(stderr, "flr-server: %s\n", why);
+        return 2;
+    }
+    if (exit_now)
+        return 0;
+    if ((lvl = flr_log_level_parse(s.cfg.log_level)) < 0) {
+        fprintf(stderr, "flr-server: --log-level: '%s' is not a level\n", s.cfg.log_level);
+        return 2;
+    }
+    flr_log_init("flr-server", lvl);
+    sa.sa_handler = srv_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    pthread_mutex_init(&s.mu, NULL);
+    pthread_cond_init(&s.cv, NULL);
+    msgpack_zone_init(&s.zone, 4096);
+    flr_proto_limits_default(&s.lim);
+    s.lim.max_size = (size_t)s.cfg.max_msg_mb << 20;
+    s.lim.max_keys = (uint32_t)s.cfg.max_keys;
+    s.incarnation = ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
+
+    rv = srv_run(&s);
+
+    /* Shards first: they drop their held requests through the still-open transport.  Then
+     * the transport (no callback runs after it), then what its callbacks queued. */
+    if (s.shards)
+        for (uint32_t i = 0; i < s.spec.num_shards; i++)
+            flr_shard_close(s.shards[i]);
+    free(s.shards);
+    flr_rep_close(s.rep);
+    while (s.head) {
+        struct qnode *n = s.head;
+        s.head = n->next;
+        nng_msg_free(n->msg);
+        free(n);
+    }
+    while (s.spare) {
+        struct qnode *n = s.spare;
+        s.spare = n->next;
+        free(n);
+    }
+    if (s.zk)
+        flr_zk_close(s.zk);
+    free(s.spec_json);
+    msgpack_zone_destroy(&s.zone);
+    if (rv == 0)
+        flr_notice("srv.exit", "server %lld stopped (%llu requests served)", s.cfg.id,
+                   (unsigned long long)s.requests);
+    return rv == 0 ? 0 : (rv == FLR_EZK_EXPIRED ? 3 : 1);
+}

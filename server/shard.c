@@ -1,0 +1,466 @@
+#include "shard.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "store.h"
+
+/* A request the shard keeps: a pull waiting for the clock, or a BSP push waiting for its
+ * clock to close.  m points into msg, which the shard owns while it holds the request. */
+struct held {
+    struct flr_req *req; /* NULL for pushes: they were acknowledged on arrival */
+    nng_msg *msg;
+    struct flr_msg m;
+};
+
+struct held_list {
+    struct held *v;
+    size_t n, cap;
+};
+
+struct flr_shard {
+    uint32_t id;
+    uint32_t self;
+    uint64_t epoch;
+    uint64_t stamp;
+    struct flr_job_spec spec;
+    struct flr_store *store;
+
+    uint32_t nworkers;
+    int64_t *wclock;
+    int64_t min_clock;
+    int64_t bound; /* pull at clock t waits for min_clock >= t - bound */
+    int bsp;
+
+    struct held_list pulls;
+    struct held_list pushes; /* BSP only */
+    struct flr_shard_stats st;
+};
+
+static int held_push(struct held_list *l, struct flr_req *req, nng_msg *msg,
+                     const struct flr_msg *m)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct held *v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n].req = req;
+    l->v[l->n].msg = msg;
+    l->v[l->n].m = *m;
+    l->n++;
+    return 0;
+}
+
+static void held_drop_all(struct held_list *l)
+{
+    for (size_t i = 0; i < l->n; i++) {
+        if (l->v[i].req)
+            flr_rep_reply(l->v[i].req, NULL);
+        nng_msg_free(l->v[i].msg);
+    }
+    free(l->v);
+    memset(l, 0, sizeof(*l));
+}
+
+static int reply_type_of(int type)
+{
+    switch (type) {
+    case FLR_MSG_PULL:
+        return FLR_MSG_PULL_REPLY;
+    case FLR_MSG_PUSH:
+        return FLR_MSG_PUSH_REPLY;
+    case FLR_MSG_CLOCK:
+        return FLR_MSG_CLOCK_REPLY;
+    case FLR_MSG_STATUS:
+        return FLR_MSG_STATUS_REPLY;
+    case FLR_MSG_SHUTDOWN:
+        return FLR_MSG_SHUTDOWN_REPLY;
+    default:
+        return FLR_MSG_ERROR_REPLY;
+    }
+}
+
+void flr_reply_error(struct flr_req *req, const struct flr_msg *in, const char *job, uint32_t self,
+                     int status, const char *reason)
+{
+    struct flr_msg r = {0};
+    nng_msg *out;
+
+    r.type = reply_type_of(in ? in->type : 0);
+    r.job = job;
+    r.job_len = (uint32_t)strlen(job);
+    r.sender = self;
+    r.shard = in ? in->shard : 0;
+    r.shard_epoch = in ? in->shard_epoch : 0;
+    r.request_id = in ? in->request_id : 0;
+    r.status = status;
+    r.reason = reason ? reason : flr_strerror(status);
+    r.reason_len = (uint32_t)strnlen(r.reason, FLR_REASON_MAX);
+    if (flr_msg_to_nng(&out, &r, NULL) != 0) {
+        flr_rep_reply(req, NULL);
+        return;
+    }
+    flr_rep_reply(req, out);
+}
+
+int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                   uint64_t epoch, uint32_t self_id)
+{
+    struct flr_shard *s;
+    int rv;
+
+    if (!(s = calloc(1, sizeof(*s))))
+        return FLR_ENOMEM;
+    s->spec = *spec;
+    s->id = id;
+    s->self = self_id;
+    s->epoch = epoch;
+    s->nworkers = spec->num_workers;
+    if (!(s->wclock = calloc(s->nworkers, sizeof(*s->wclock)))) {
+        free(s);
+        return FLR_ENOMEM;
+    }
+    switch (spec->consistency) {
+    case FLR_BSP:
+        s->bsp = 1;
+        s->bound = 0;
+        break;
+    case FLR_SSP:
+        s->bound = spec->staleness;
+        break;
+    default:
+        s->bound = INT64_MAX;
+        break;
+    }
+    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0) {
+        free(s->wclock);
+        free(s);
+        return rv;
+    }
+    *sp = s;
+    return 0;
+}
+
+void flr_shard_close(struct flr_shard *s)
+{
+    if (!s)
+        return;
+    held_drop_all(&s->pulls);
+    held_drop_all(&s->pushes);
+    flr_store_free(s->store);
+    free(s->wclock);
+    free(s);
+}
+
+uint64_t flr_shard_epoch(const struct flr_shard *s)
+{
+    return s->epoch;
+}
+
+uint64_t flr_shard_stamp(const struct flr_shard *s)
+{
+    return s->stamp;
+}
+
+int64_t flr_shard_min_clock(const struct flr_shard *s)
+{
+    return s->min_clock;
+}
+
+const struct flr_shard_stats *flr_shard_stats(const struct flr_shard *s)
+{
+    return &s->st;
+}
+
+struct flr_store *flr_shard_store(struct flr_shard *s)
+{
+    return s->store;
+}
+
+static void shard_reject(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                         const struct flr_msg *m, int status, const char *why)
+{
+    uint64_t n = ++s->st.rejected_by[status > 0 && status < FLR_E_COUNT_ ? status : FLR_EINTERNAL];
+
+    s->st.rejected++;
+    /* The first few of each kind, then every 1000th: a flood cannot drown the log. */
+    if (n <= 5 || n % 1000 == 0)
+        flr_warn("srv.reject", "shard %u: rejected %s from %u (%s, %llu so far): %s", s->id,
+                 flr_msg_type_name(m->type), m->sender, flr_errname(status), (unsigned long long)n,
+                 why);
+    flr_reply_error(req, m, s->spec.job, s->self, status, why);
+    nng_msg_free(msg);
+}
+
+static int pull_ready(const struct flr_shard *s, const struct flr_msg *m)
+{
+    if (m->clock < 0 || s->bound == INT64_MAX)
+        return 1;
+    return s->min_clock >= m->clock - s->bound;
+}
+
+/* Answers a pull whose keys have been checked. Frees msg. */
+static void shard_serve_pull(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                             const struct flr_msg *m, struct flr_tshard *t)
+{
+    const struct flr_table_spec *ts = flr_tshard_spec(t);
+    struct flr_msg r = {0};
+    nng_msg *out;
+    void *vals;
+    int rv;
+
+    r.type = FLR_MSG_PULL_REPLY;
+    r.job = s->spec.job;
+    r.job_len = (uint32_t)strlen(s->spec.job);
+    r.sender = s->self;
+    r.shard = s->id;
+    r.shard_epoch = s->epoch;
+    r.request_id = m->request_id;
+    r.reason = "";
+    r.stamp = s->stamp;
+    r.vals = NULL;
+    r.vals_len = (uint64_t)m->nkeys * ts->dim * sizeof(float);
+    if ((rv = flr_msg_to_nng(&out, &r, &vals)) != 0) {
+        shard_reject(s, req, msg, m, rv, "out of memory building the reply");
+        return;
+    }
+    if ((rv = flr_tshard_read(t, m->keys, m->nkeys, vals)) != 0) {
+        nng_msg_free(out);
+        shard_reject(s, req, msg, m, rv, "out of memory creating rows");
+        return;
+    }
+    s->st.pulls++;
+    s->st.keys_pulled += m->nkeys;
+    s->st.bytes_out += nng_msg_len(out);
+    nng_msg_free(msg);
+    flr_rep_reply(req, out);
+}
+
+static void shard_reply_ok(struct flr_shard *s, struct flr_req *req, const struct flr_msg *m,
+                           int type)
+{
+    struct flr_msg r = {0};
+    nng_msg *out;
+
+    r.type = type;
+    r.job = s->spec.job;
+    r.job_len = (uint32_t)strlen(s->spec.job);
+    r.sender = s->self;
+    r.shard = s->id;
+    r.shard_epoch = s->epoch;
+    r.request_id = m->request_id;
+    r.reason = "";
+    r.stamp = s->stamp;
+    if (flr_msg_to_nng(&out, &r, NULL) != 0) {
+        flr_rep_reply(req, NULL);
+        return;
+    }
+    flr_rep_reply(req, out);
+}
+
+static int held_cmp(const void *a, const void *b)
+{
+    const struct held *x = a, *y = b;
+    if (x->m.clock != y->m.clock)
+        return x->m.clock < y->m.clock ? -1 : 1;
+    if (x->m.sender != y->m.sender)
+        return x->m.sender < y->m.sender ? -1 : 1;
+    if (x->m.request_id != y->m.request_id)
+        return x->m.request_id < y->m.request_id ? -1 : 1;
+    return 0;
+}
+
+/* Applies every held BSP push of clocks below min_clock: summed per row in worker order,
+ * request order within a worker, then one optimizer step per clock and table. */
+static int shard_close_clocks(struct flr_shard *s)
+{
+    size_t i = 0, j, keep = 0;
+    int rv = 0;
+
+    if (s->pushes.n == 0)
+        return 0;
+    qsort(s->pushes.v, s->pushes.n, sizeof(s->pushes.v[0]), held_cmp);
+    while (i < s->pushes.n && s->pushes.v[i].m.clock < s->min_clock) {
+        int64_t c = s->pushes.v[i].m.clock;
+        uint8_t touched[FLR_MAX_TABLES] = {0};
+        for (j = i; j < s->pushes.n && s->pushes.v[j].m.clock == c; j++) {
+            const struct flr_msg *m = &s->pushes.v[j].m;
+            struct flr_tshard *t = flr_store_table(s->store, m->table);
+            for (uint32_t k = 0; k < s->spec.ntables; k++)
+                if (s->spec.tables[k].id == m->table)
+                    touched[k] = 1;
+            if (rv == 0)
+                rv = flr_tshard_accumulate(t, m->keys, m->nkeys, m->vals);
+            nng_msg_free(s->pushes.v[j].msg);
+        }
+        s->stamp++;
+        for (uint32_t k = 0; k < s->spec.ntables; k++)
+            if (touched[k] && rv == 0)
+                rv = flr_tshard_apply_accumulated(flr_store_table(s->store, s->spec.tables[k].id),
+                                                  s->stamp);
+        i = j;
+    }
+    for (; i < s->pushes.n; i++)
+        s->pushes.v[keep++] = s->pushes.v[i];
+    s->pushes.n = keep;
+    return rv;
+}
+
+/* Serves every held pull the clock now allows, in arrival order. */
+static void shard_release_pulls(struct flr_shard *s)
+{
+    size_t i, keep = 0;
+
+    for (i = 0; i < s->pulls.n; i++) {
+        struct held h = s->pulls.v[i];
+        if (pull_ready(s, &h.m)) {
+            s->st.held_pulls--;
+            shard_serve_pull(s, h.req, h.msg, &h.m, flr_store_table(s->store, h.m.table));
+        } else {
+            s->pulls.v[keep++] = h;
+        }
+    }
+    s->pulls.n = keep;
+}
+
+static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                         const struct flr_msg *m)
+{
+    struct flr_tshard *t = flr_store_table(s->store, m->table);
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    if (!t) {
+        snprintf(why, sizeof(why), "unknown table %u", m->table);
+        shard_reject(s, req, msg, m, FLR_EUNKNOWN_TABLE, why);
+        return FLR_SHARD_REPLIED;
+    }
+    if ((rv = flr_keys_check_sorted(m->keys, m->nkeys)) != 0) {
+        shard_reject(s, req, msg, m, rv, "keys are not sorted and unique");
+        return FLR_SHARD_REPLIED;
+    }
+    if ((rv = flr_tshard_check_keys(t, m->keys, m->nkeys, why, sizeof(why))) != 0) {
+        shard_reject(s, req, msg, m, rv, why);
+        return FLR_SHARD_REPLIED;
+    }
+    if (!pull_ready(s, m)) {
+        if (held_push(&s->pulls, req, msg, m) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the pull");
+            return FLR_SHARD_REPLIED;
+        }
+        s->st.held_pulls++;
+        return FLR_SHARD_HELD;
+    }
+    shard_serve_pull(s, req, msg, m, t);
+    return FLR_SHARD_REPLIED;
+}
+
+static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                         const struct flr_msg *m)
+{
+    struct flr_tshard *t = flr_store_table(s->store, m->table);
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    if (!t) {
+        snprintf(why, sizeof(why), "unknown table %u", m->table);
+        shard_reject(s, req, msg, m, FLR_EUNKNOWN_TABLE, why);
+        return FLR_SHARD_REPLIED;
+    }
+    if ((rv = flr_keys_check_sorted(m->keys, m->nkeys)) != 0) {
+        shard_reject(s, req, msg, m, rv, "keys are not sorted and unique");
+        return FLR_SHARD_REPLIED;
+    }
+    if ((rv = flr_tshard_check_push(t, m->keys, m->nkeys, m->vals, m->vals_len, why,
+                                    sizeof(why))) != 0) {
+        shard_reject(s, req, msg, m, rv, why);
+        return FLR_SHARD_REPLIED;
+    }
+    if (m->sender >= s->nworkers) {
+        snprintf(why, sizeof(why), "push from worker %u, but the job has %u workers", m->sender,
+                 s->nworkers);
+        shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
+        return FLR_SHARD_REPLIED;
+    }
+    s->st.pushes++;
+    s->st.keys_pushed += m->nkeys;
+    s->st.bytes_in += nng_msg_len(msg);
+    if (s->bsp) {
+        if (m->clock < s->min_clock || m->clock < 0) {
+            snprintf(why, sizeof(why), "push for clock %lld, but clock %lld is already closed",
+                     (long long)m->clock, (long long)s->min_clock);
+            shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
+            return FLR_SHARD_REPLIED;
+        }
+        if (held_push(&s->pushes, NULL, msg, m) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the push");
+            return FLR_SHARD_REPLIED;
+        }
+        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+        return FLR_SHARD_REPLIED;
+    }
+    if ((rv = flr_tshard_apply(t, m->keys, m->nkeys, m->vals, s->stamp + 1)) != 0) {
+        shard_reject(s, req, msg, m, rv, "out of memory applying the push");
+        return FLR_SHARD_REPLIED;
+    }
+    s->stamp++;
+    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+    nng_msg_free(msg);
+    return FLR_SHARD_REPLIED;
+}
+
+static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                          const struct flr_msg *m)
+{
+    char why[FLR_REASON_MAX];
+    int64_t mn = INT64_MAX;
+
+    if (m->sender >= s->nworkers || m->clock < 0) {
+        snprintf(why, sizeof(why), "clock %lld from worker %u (job has %u workers)",
+                 (long long)m->clock, m->sender, s->nworkers);
+        shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
+        return FLR_SHARD_REPLIED;
+    }
+    s->st.clocks++;
+    if (m->clock > s->wclock[m->sender])
+        s->wclock[m->sender] = m->clock;
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        if (s->wclock[w] < mn)
+            mn = s->wclock[w];
+    if (mn > s->min_clock) {
+        s->min_clock = mn;
+        if (s->bsp && shard_close_clocks(s) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
+            return FLR_SHARD_REPLIED;
+        }
+        shard_release_pulls(s);
+    }
+    shard_reply_ok(s, req, m, FLR_MSG_CLOCK_REPLY);
+    nng_msg_free(msg);
+    return FLR_SHARD_REPLIED;
+}
+
+enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                        const struct flr_msg *m)
+{
+    switch (m->type) {
+    case FLR_MSG_PULL:
+        return shard_pull(s, req, msg, m);
+    case FLR_MSG_PUSH:
+        return shard_push(s, req, msg, m);
+    case FLR_MSG_CLOCK:
+        return shard_clock(s, req, msg, m);
+    default:
+        shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, "not a shard request");
+        return FLR_SHARD_REPLIED;
+    }
+}

@@ -1,0 +1,78 @@
+/*
+ * shard.h - one shard as a server serves it: its store, epoch, stamp and consistency
+ * state, and the handling of PULL, PUSH and CLOCK requests addressed to it.
+ *
+ * A shard belongs to the server's owner thread; nothing here locks.
+ *
+ * Consistency (DESIGN.md section 5).  Each worker w has a clock c_w: the number of
+ * iterations it has finished (the value of its last CLOCK).  min_clock = min over the
+ * job's workers.  A PULL carries the sender's clock t and is answered once
+ * min_clock >= t - s (s = 0 for BSP, the bound for SSP, infinite for ASP); until then it
+ * is held.  Under SSP and ASP a PUSH is applied on arrival.  Under BSP a PUSH of clock t
+ * is held (its message kept, not copied) and when min_clock passes t the held pushes of
+ * clock t are summed per row in worker order (request-id order within a worker) and the
+ * optimizer is applied once, so the result does not depend on arrival order.
+ *
+ * Shard lifecycle (per server):
+ *
+ *     (absent) --flr_shard_open(epoch)--> SERVING --flr_shard_close--> (absent)
+ *
+ * Requests carrying another epoch than the shard's are answered WRONG_EPOCH.
+ */
+#ifndef FLR_SHARD_H
+#define FLR_SHARD_H
+
+#include <stdint.h>
+
+#include <nng/nng.h>
+
+#include "common/err.h"
+#include "common/proto.h"
+#include "common/spec.h"
+#include "common/transport.h"
+
+struct flr_shard;
+
+/* What a request handler wants the caller to do with the request. */
+enum flr_shard_verdict {
+    FLR_SHARD_REPLIED = 0, /* a reply was sent; the caller frees nothing else */
+    FLR_SHARD_HELD = 1     /* the shard keeps the request and message until later */
+};
+
+/* Counters a shard keeps (read by the server's status and logs). */
+struct flr_shard_stats {
+    uint64_t pulls, pushes, clocks;
+    uint64_t keys_pulled, keys_pushed;
+    uint64_t bytes_in, bytes_out;
+    uint64_t held_pulls;                /* pulls currently waiting for the clock */
+    uint64_t rejected;                  /* requests answered with an error */
+    uint64_t rejected_by[FLR_E_COUNT_]; /* the same, by error code */
+};
+
+/* Error reply helper shared with the server: answers req with an ERROR_REPLY or the
+ * type's reply carrying status and reason. */
+void flr_reply_error(struct flr_req *req, const struct flr_msg *in, const char *job, uint32_t self,
+                     int status, const char *reason);
+
+/* Opens shard id at epoch: creates the store (initialised rows). */
+int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                   uint64_t epoch, uint32_t self_id);
+
+/* Drops held requests (without answering) and frees the shard. */
+void flr_shard_close(struct flr_shard *s);
+
+uint64_t flr_shard_epoch(const struct flr_shard *s);
+uint64_t flr_shard_stamp(const struct flr_shard *s);
+int64_t flr_shard_min_clock(const struct flr_shard *s);
+const struct flr_shard_stats *flr_shard_stats(const struct flr_shard *s);
+struct flr_store *flr_shard_store(struct flr_shard *s);
+
+/*
+ * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been
+ * checked.  msg is the buffer m points into.  Returns FLR_SHARD_REPLIED (the shard replied
+ * and freed msg) or FLR_SHARD_HELD (the shard keeps req and msg).
+ */
+enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                        const struct flr_msg *m);
+
+#endif
