@@ -1,0 +1,841 @@
+/*
+ * client.c - the worker client library (see flr_client.h for the contract).
+ *
+ * An operation (pull, push or clock) is cut into chunks: one per shard, split further so
+ * that no message carries more than max_keys keys or about CL_MSG_BYTES bytes (less when
+ * max_msg/2 is smaller; a row larger than that travels alone).  Every chunk
+ * is a request on its own nng context, all in flight at once; the operation waits for all
+ * of them with one wait group.  Keys of a dense table are contiguous per shard, so chunks
+ * are slices of the caller's arrays; keys of a sparse table are grouped by shard with a
+ * stable counting sort into scratch arrays first.
+ *
+ * A chunk answered WRONG_EPOCH, NOT_OWNER or RECOVERING, or lost to a transport error or
+ * timeout, is retried after the shard map has been re-read from ZooKeeper, with a backoff,
+ * until the retry deadline.  Operations and their buffers are recycled, so steady-state
+ * training allocates only the messages themselves.
+ *
+ * Operation states:  IDLE --start--> IN_FLIGHT --wait: all ok--> IDLE (result 0)
+ *                                       |  ^
+ *                      wait: retryable  v  | resend (map re-read)
+ *                                     RETRY --deadline--> IDLE (FLR_ETIMEOUT)
+ */
+#include "flr_client.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/jobpaths.h"
+#include "common/proto.h"
+#include "common/shardmap.h"
+#include "common/spec.h"
+#include "common/transport.h"
+#include "common/util.h"
+#include "common/zk.h"
+
+enum { OP_PULL = 1, OP_PUSH = 2, OP_CLOCK = 3 };
+
+/*
+ * Payload bytes per message before an operation is split.  Large enough that the
+ * per-message cost is small; small enough that the server applies one message while the
+ * next ones are still on the wire, and far below glibc's largest mmap threshold (32 MiB),
+ * above which every message buffer (the sender's encoding, the receiver's copy) is mapped
+ * afresh and page-faulted in.  Measured with bench/pushpull: 64 rows of 1 MiB move about
+ * twice as fast in 4 MiB messages as in one 64 MiB message.
+ */
+#define CL_MSG_BYTES ((uint64_t)4 << 20)
+
+struct cl_conn {
+    uint32_t server;
+    uint64_t incarnation;
+    char endpoint[FLR_ENDPOINT_MAX];
+    struct flr_conn *conn;
+};
+
+struct chunk {
+    uint32_t shard;
+    uint32_t first, n; /* slice of the routed key order */
+    int state;         /* 0 pending, 1 done, 2 retry */
+    struct flr_call call;
+};
+
+struct flr_op {
+    struct flr_client *c;
+    int kind;
+    uint32_t table, dim;
+    const uint64_t *keys; /* routed order (caller's array or rkeys) */
+    uint32_t n;
+    float *vals;          /* pull destination (caller's, original order) */
+    const float *grads;   /* push source, routed order (caller's array or rgrads) */
+    const uint32_t *perm; /* routed index -> caller's index, NULL when identity */
+    int64_t clock;
+    int result;
+
+    /* recycled scratch */
+    uint32_t *perm_buf;
+    uint64_t *rkeys;
+    float *rgrads;
+    uint32_t *shard_of;
+    size_t scratch_cap;    /* keys */
+    size_t grads_cap;      /* floats */
+    struct chunk **chunks; /* each allocated once: nng holds pointers to their calls */
+    size_t nchunks, chunks_cap;
+    struct flr_waitgroup *wg;
+    struct flr_op *next_free;
+};
+
+struct flr_client {
+    struct flr_client_opts o;
+    char zk_hosts[256];
+    char job[FLR_JOB_MAX];
+    struct flr_zk *zk;
+    char *spec_json;
+    struct flr_job_spec spec;
+    struct flr_shard_rec *shards; /* num_shards */
+    struct cl_conn *conns;
+    size_t nconns, conns_cap;
+    struct flr_conn **retired;
+    size_t nretired;
+    int64_t clock;
+    uint64_t next_req;
+    msgpack_zone zone;
+    struct flr_proto_limits lim;
+    struct flr_op *free_ops;
+    char last_error[FLR_REASON_MAX + 64];
+};
+
+void flr_client_opts_default(struct flr_client_opts *o)
+{
+    memset(o, 0, sizeof(*o));
+    o->session_ms = 10000;
+    o->timeout_ms = 120000;
+    o->start_timeout_ms = 120000;
+    o->max_keys = 1u << 20;
+    o->max_msg = (size_t)256 << 20;
+}
+
+static int cl_fail(struct flr_client *c, int rv, const char *fmt, const char *detail)
+{
+    snprintf(c->last_error, sizeof(c->last_error), fmt, detail);
+    return rv;
+}
+
+/* ---- shard map -------------------------------------------------------------------- */
+
+static struct flr_conn *cl_conn_for(struct flr_client *c, const struct flr_server_rec *srv)
+{
+    struct cl_conn *cc = NULL;
+    char why[256];
+
+    for (size_t i = 0; i < c->nconns; i++)
+        if (c->conns[i].server == srv->id)
+            cc = &c->conns[i];
+    if (cc && cc->incarnation == srv->incarnation && strcmp(cc->endpoint, srv->endpoint) == 0)
+        return cc->conn;
+    if (!cc) {
+        if (c->nconns == c->conns_cap) {
+            size_t cap = c->conns_cap ? c->conns_cap * 2 : 8;
+            struct cl_conn *v = realloc(c->conns, cap * sizeof(*v));
+            if (!v)
+                return NULL;
+            c->conns = v;
+            c->conns_cap = cap;
+        }
+        cc = &c->conns[c->nconns++];
+        memset(cc, 0, sizeof(*cc));
+        cc->server = srv->id;
+    } else if (cc->conn) {
+        /* The server restarted: keep the old socket open until close, since recycled
+         * calls may still hold contexts on it. */
+        struct flr_conn **v = realloc(c->retired, (c->nretired + 1) * sizeof(*v));
+        if (!v)
+            return NULL;
+        c->retired = v;
+        c->retired[c->nretired++] = cc->conn;
+        cc->conn = NULL;
+    }
+    if (flr_conn_open(&cc->conn, srv->endpoint, c->o.max_msg, why, sizeof(why)) != 0) {
+        cc->conn = NULL;
+        return NULL;
+    }
+    cc->incarnation = srv->incarnation;
+    snprintf(cc->endpoint, sizeof(cc->endpoint), "%s", srv->endpoint);
+    return cc->conn;
+}
+
+/* Re-reads shard records and server records from ZooKeeper. */
+static int cl_read_map(struct flr_client *c)
+{
+    char path[FLR_PATH_MAX], *data, **names = NULL;
+    int len, rv, n = 0;
+
+    for (uint32_t i = 0; i < c->spec.num_shards; i++) {
+        flr_job_node(path, sizeof(path), c->job, "shards", i);
+        if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL)) != 0)
+            return cl_fail(c, rv, "reading shard record: %s", flr_strerror(rv));
+        rv = flr_shard_rec_from_json(&c->shards[i], data, (size_t)len);
+        free(data);
+        if (rv != 0)
+            return cl_fail(c, rv, "%s", "unreadable shard record");
+    }
+    flr_job_path(path, sizeof(path), c->job, "/servers");
+    if ((rv = flr_zk_children(c->zk, path, 0, &names, &n)) != 0)
+        return cl_fail(c, rv, "listing servers: %s", flr_strerror(rv));
+    for (int i = 0; i < n; i++) {
+        struct flr_server_rec srv;
+        char p2[2 * FLR_PATH_MAX];
+        snprintf(p2, sizeof(p2), "%s/%s", path, names[i]);
+        if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0)
+            continue; /* gone since the listing */
+        rv = flr_server_rec_from_json(&srv, data, (size_t)len);
+        free(data);
+        if (rv == 0)
+            (void)cl_conn_for(c, &srv);
+    }
+    flr_zk_free_names(names, n);
+    return 0;
+}
+
+static struct flr_conn *cl_shard_conn(struct flr_client *c, uint32_t shard)
+{
+    const struct flr_shard_rec *r = &c->shards[shard];
+
+    if (r->owner == FLR_NO_OWNER || r->state != FLR_SHARD_ACTIVE)
+        return NULL;
+    for (size_t i = 0; i < c->nconns; i++)
+        if (c->conns[i].server == r->owner)
+            return c->conns[i].conn;
+    return NULL;
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+static int cl_wait_running(struct flr_client *c, char *why, size_t whylen)
+{
+    char path[FLR_PATH_MAX], *data;
+    int64_t deadline = flr_now_ms() + c->o.start_timeout_ms;
+    int len, rv;
+
+    flr_job_path(path, sizeof(path), c->job, "/state");
+    for (;;) {
+        rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL);
+        if (rv == 0) {
+            int running = strcmp(data, "running") == 0;
+            int over = strcmp(data, "done") == 0 || strcmp(data, "failed") == 0;
+            if (over)
+                snprintf(why, whylen, "job %s is already %s", c->job, data);
+            free(data);
+            if (running)
+                return 0;
+            if (over)
+                return FLR_ECLOSED;
+        } else if (rv != FLR_EZK_NONODE) {
+            snprintf(why, whylen, "reading %s: %s", path, flr_strerror(rv));
+            return rv;
+        }
+        if (flr_now_ms() > deadline) {
+            snprintf(why, whylen, "job %s did not start within %d ms (is the coordinator running?)",
+                     c->job, c->o.start_timeout_ms);
+            return FLR_ETIMEOUT;
+        }
+        usleep(50 * 1000);
+    }
+}
+
+int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, char *why,
+                    size_t whylen)
+{
+    struct flr_client *c;
+    char path[FLR_PATH_MAX], rec[256], host[64] = {0};
+    int len, rv;
+
+    if (!o || !o->zk || !o->job || !o->job[0]) {
+        snprintf(why, whylen, "the ZooKeeper hosts and the job name are required");
+        return FLR_EINVAL;
+    }
+    if (!(c = calloc(1, sizeof(*c))))
+        return FLR_ENOMEM;
+    c->o = *o;
+    snprintf(c->zk_hosts, sizeof(c->zk_hosts), "%s", o->zk);
+    snprintf(c->job, sizeof(c->job), "%s", o->job);
+    c->o.zk = c->zk_hosts;
+    c->o.job = c->job;
+    msgpack_zone_init(&c->zone, 4096);
+    flr_proto_limits_default(&c->lim);
+    c->lim.max_size = o->max_msg;
+
+    if ((rv = flr_zk_open(&c->zk, o->zk, o->session_ms, 10000, why, whylen)) != 0)
+        goto fail;
+    flr_job_path(path, sizeof(path), c->job, "/spec");
+    {
+        int64_t deadline = flr_now_ms() + o->start_timeout_ms;
+        while ((rv = flr_zk_get(c->zk, path, 0, &c->spec_json, &len, NULL, NULL)) ==
+                   FLR_EZK_NONODE &&
+               flr_now_ms() < deadline)
+            usleep(50 * 1000);
+    }
+    if (rv != 0) {
+        snprintf(why, whylen, "job %s: no spec in ZooKeeper (%s)", c->job, flr_strerror(rv));
+        goto fail;
+    }
+    if ((rv = flr_spec_from_json(&c->spec, c->spec_json, why, whylen)) != 0)
+        goto fail;
+    if (o->worker_id >= c->spec.num_workers) {
+        snprintf(why, whylen, "worker id %u is out of range: job %s has %u workers", o->worker_id,
+                 c->job, c->spec.num_workers);
+        rv = FLR_EINVAL;
+        goto fail;
+    }
+    gethostname(host, sizeof(host) - 1);
+    snprintf(rec, sizeof(rec), "{\"id\":%u,\"pid\":%d,\"host\":\"%s\",\"endpoint\":\"%s\"}",
+             o->worker_id, (int)getpid(), host, o->endpoint ? o->endpoint : "");
+    flr_job_node(path, sizeof(path), c->job, "workers", o->worker_id);
+    if ((rv = flr_zk_create(c->zk, path, rec, (int)strlen(rec), FLR_ZK_EPHEMERAL, NULL, 0)) != 0) {
+        if (rv == FLR_EZK_EXISTS)
+            snprintf(why, whylen, "worker id %u is already registered in job %s by a live session",
+                     o->worker_id, c->job);
+        else
+            snprintf(why, whylen, "registering worker %u: %s", o->worker_id, flr_strerror(rv));
+        goto fail;
+    }
+    if ((rv = cl_wait_running(c, why, whylen)) != 0)
+        goto fail;
+    if (!(c->shards = calloc(c->spec.num_shards, sizeof(*c->shards)))) {
+        rv = FLR_ENOMEM;
+        goto fail;
+    }
+    if ((rv = cl_read_map(c)) != 0) {
+        snprintf(why, whylen, "%s", c->last_error);
+        goto fail;
+    }
+    *cp = c;
+    return 0;
+fail:
+    flr_client_close(c);
+    return rv;
+}
+
+static void cl_op_free(struct flr_op *op)
+{
+    for (size_t i = 0; i < op->chunks_cap; i++) {
+        flr_call_fini(&op->chunks[i]->call);
+        free(op->chunks[i]);
+    }
+    free(op->chunks);
+    free(op->perm_buf);
+    free(op->rkeys);
+    free(op->rgrads);
+    free(op->shard_of);
+    flr_waitgroup_free(op->wg);
+    free(op);
+}
+
+void flr_client_close(struct flr_client *c)
+{
+    if (!c)
+        return;
+    while (c->free_ops) {
+        struct flr_op *op = c->free_ops;
+        c->free_ops = op->next_free;
+        cl_op_free(op);
+    }
+    for (size_t i = 0; i < c->nconns; i++)
+        flr_conn_close(c->conns[i].conn);
+    for (size_t i = 0; i < c->nretired; i++)
+        flr_conn_close(c->retired[i]);
+    free(c->conns);
+    free(c->retired);
+    if (c->zk)
+        flr_zk_close(c->zk);
+    free(c->shards);
+    free(c->spec_json);
+    msgpack_zone_destroy(&c->zone);
+    free(c);
+}
+
+const char *flr_client_spec_json(const struct flr_client *c)
+{
+    return c->spec_json;
+}
+
+int flr_client_table(const struct flr_client *c, uint32_t table, uint64_t *rows, uint32_t *dim)
+{
+    const struct flr_table_spec *t = flr_spec_table(&c->spec, table);
+    if (!t)
+        return FLR_EUNKNOWN_TABLE;
+    if (rows)
+        *rows = t->kind == FLR_TABLE_DENSE ? t->rows : 0;
+    if (dim)
+        *dim = t->dim;
+    return 0;
+}
+
+uint32_t flr_client_num_workers(const struct flr_client *c)
+{
+    return c->spec.num_workers;
+}
+
+int64_t flr_client_clock(const struct flr_client *c)
+{
+    return c->clock;
+}
+
+const char *flr_client_last_error(const struct flr_client *c)
+{
+    return c->last_error;
+}
+
+/* ---- operations ------------------------------------------------------------------- */
+
+static struct flr_op *cl_op_get(struct flr_client *c)
+{
+    struct flr_op *op = c->free_ops;
+
+    if (op) {
+        c->free_ops = op->next_free;
+    } else {
+        if (!(op = calloc(1, sizeof(*op))))
+            return NULL;
+        if (flr_waitgroup_alloc(&op->wg) != 0) {
+            free(op);
+            return NULL;
+        }
+    }
+    op->c = c;
+    op->nchunks = 0;
+    op->perm = NULL;
+    op->result = 0;
+    return op;
+}
+
+static void cl_op_put(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+    /* Replies not taken (failed ops) are freed here. */
+    for (size_t i = 0; i < op->nchunks; i++)
+        if (op->chunks[i]->call.reply) {
+            nng_msg_free(op->chunks[i]->call.reply);
+            op->chunks[i]->call.reply = NULL;
+        }
+    op->next_free = c->free_ops;
+    c->free_ops = op;
+}
+
+static int cl_op_add_chunk(struct flr_op *op, uint32_t shard, uint32_t first, uint32_t n)
+{
+    if (op->nchunks == op->chunks_cap) {
+        /* Only the pointer array moves: each chunk stays where it was allocated, since
+         * its call's aio holds the call's address as its callback argument. */
+        size_t cap = op->chunks_cap ? op->chunks_cap * 2 : 16;
+        struct chunk **v = realloc(op->chunks, cap * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        op->chunks = v;
+        for (size_t i = op->chunks_cap; i < cap; i++) {
+            struct chunk *nc = calloc(1, sizeof(*nc));
+            if (!nc || flr_call_init(&nc->call) != 0) {
+                free(nc);
+                return FLR_ENOMEM;
+            }
+            v[i] = nc;
+            op->chunks_cap = i + 1;
+        }
+    }
+    struct chunk *ch = op->chunks[op->nchunks++];
+    ch->shard = shard;
+    ch->first = first;
+    ch->n = n;
+    ch->state = 0;
+    return 0;
+}
+
+/* Cuts the routed keys [first, first+n) of one shard into message-sized chunks. */
+static int cl_op_cut(struct flr_op *op, uint32_t shard, uint32_t first, uint32_t n)
+{
+    struct flr_client *c = op->c;
+    uint64_t row_bytes = 8 + (uint64_t)op->dim * 4;
+    uint64_t budget = c->o.max_msg / 2 < CL_MSG_BYTES ? c->o.max_msg / 2 : CL_MSG_BYTES;
+    uint64_t by_size = budget / row_bytes;
+    uint32_t per = c->o.max_keys;
+    int rv;
+
+    if (by_size < per)
+        per = by_size ? (uint32_t)by_size : 1;
+    while (n > 0) {
+        uint32_t k = n < per ? n : per;
+        if ((rv = cl_op_add_chunk(op, shard, first, k)) != 0)
+            return rv;
+        first += k;
+        n -= k;
+    }
+    return 0;
+}
+
+static int cl_grow(struct flr_op *op, uint32_t n, int need_grads)
+{
+    if (n > op->scratch_cap) {
+        size_t cap = n + n / 2;
+        uint32_t *p = realloc(op->perm_buf, cap * sizeof(*p));
+        uint32_t *s = p ? realloc(op->shard_of, cap * sizeof(*s)) : NULL;
+        uint64_t *k = s ? realloc(op->rkeys, cap * sizeof(*k)) : NULL;
+        if (p)
+            op->perm_buf = p;
+        if (s)
+            op->shard_of = s;
+        if (!k)
+            return FLR_ENOMEM;
+        op->rkeys = k;
+        op->scratch_cap = cap;
+    }
+    if (need_grads && (size_t)n * op->dim > op->grads_cap) {
+        size_t cap = (size_t)n * op->dim;
+        float *g = realloc(op->rgrads, cap * sizeof(*g));
+        if (!g)
+            return FLR_ENOMEM;
+        op->rgrads = g;
+        op->grads_cap = cap;
+    }
+    return 0;
+}
+
+/* Routes keys to shards and builds the chunks. */
+static int cl_op_route(struct flr_op *op, const uint64_t *keys, uint32_t n, const float *grads)
+{
+    struct flr_client *c = op->c;
+    const struct flr_table_spec *t = flr_spec_table(&c->spec, op->table);
+    uint32_t S = c->spec.num_shards, i, monotone = 1, prev = 0, unsorted = 0, foreign = 0;
+    int rv;
+
+    /* Both checks in one pass: the key array may be far larger than the cache. */
+    for (i = 0; i < n; i++) {
+        unsorted |= i > 0 && keys[i] <= keys[i - 1];
+        foreign |= flr_key_table(keys[i]) != op->table;
+    }
+    if (unsorted)
+        return cl_fail(c, FLR_EUNSORTED, "%s", "keys must be sorted and unique");
+    if (foreign)
+        return cl_fail(c, FLR_EKEY_RANGE, "%s", "a key belongs to another table");
+    if (t->kind == FLR_TABLE_DENSE) {
+        /* A dense table's shards hold contiguous row ranges in shard order, so sorted keys
+         * are one slice per shard: walk the ranges (flr_shard_dense_range agrees with
+         * flr_shard_of_key) instead of placing every key. */
+        uint32_t s = 0;
+        uint64_t lo, hi;
+
+        op->keys = keys;
+        op->grads = grads;
+        flr_shard_dense_range(&c->spec, t, 0, &lo, &hi);
+        for (i = 0; i < n;) {
+            uint32_t j = i;
+            while (flr_key_row(keys[i]) >= hi && ++s < S)
+                flr_shard_dense_range(&c->spec, t, s, &lo, &hi);
+            if (s >= S)
+                return cl_fail(c, FLR_EKEY_RANGE, "%s", "a key is beyond the table's rows");
+            while (j < n && flr_key_row(keys[j]) < hi)
+                j++;
+            if ((rv = cl_op_cut(op, s, i, j - i)) != 0)
+                return rv;
+            i = j;
+        }
+        return 0;
+    }
+    if ((rv = cl_grow(op, n, 0)) != 0)
+        return rv;
+    for (i = 0; i < n; i++) {
+        op->shard_of[i] = flr_shard_of_key(&c->spec, keys[i]);
+        if (op->shard_of[i] < prev)
+            monotone = 0;
+        prev = op->shard_of[i];
+    }
+    if (monotone) {
+        /* Dense tables (and lucky sparse batches): each shard's keys are a slice. */
+        op->keys = keys;
+        op->grads = grads;
+        for (i = 0; i < n;) {
+            uint32_t j = i;
+            while (j < n && op->shard_of[j] == op->shard_of[i])
+                j++;
+            if ((rv = cl_op_cut(op, op->shard_of[i], i, j - i)) != 0)
+                return rv;
+            i = j;
+        }
+        return 0;
+    }
+    /* Stable counting sort by shard: keys stay sorted within each shard. */
+    {
+        uint32_t *count = calloc((size_t)S + 1, sizeof(*count));
+        if (!count)
+            return FLR_ENOMEM;
+        if (grads && (rv = cl_grow(op, n, 1)) != 0) {
+            free(count);
+            return rv;
+        }
+        for (i = 0; i < n; i++)
+            count[op->shard_of[i] + 1]++;
+        for (uint32_t s = 0; s < S; s++)
+            count[s + 1] += count[s];
+        for (i = 0; i < n; i++) {
+            uint32_t pos = count[op->shard_of[i]]++;
+            op->perm_buf[pos] = i;
+            op->rkeys[pos] = keys[i];
+            if (grads)
+                memcpy(op->rgrads + (size_t)pos * op->dim, grads + (size_t)i * op->dim,
+                       op->dim * sizeof(float));
+        }
+        free(count);
+    }
+    op->perm = op->perm_buf;
+    op->keys = op->rkeys;
+    op->grads = grads ? op->rgrads : NULL;
+    for (i = 0; i < n;) {
+        uint32_t s = op->shard_of[op->perm[i]], j = i;
+        while (j < n && op->shard_of[op->perm[j]] == s)
+            j++;
+        if ((rv = cl_op_cut(op, s, i, j - i)) != 0)
+            return rv;
+        i = j;
+    }
+    return 0;
+}
+
+/* Sends one chunk to its shard's current owner. */
+static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
+{
+    struct flr_client *c = op->c;
+    struct flr_conn *conn = cl_shard_conn(c, ch->shard);
+    struct flr_msg m = {0};
+    nng_msg *msg;
+
+    ch->state = 0;
+    if (!conn) {
+        ch->state = 2; /* no owner right now: retry after re-reading the map */
+        return;
+    }
+    m.type = op->kind == OP_PULL   ? FLR_MSG_PULL
+             : op->kind == OP_PUSH ? FLR_MSG_PUSH
+                                   : FLR_MSG_CLOCK;
+    m.job = c->job;
+    m.job_len = (uint32_t)strlen(c->job);
+    m.sender = c->o.worker_id;
+    m.shard = ch->shard;
+    m.shard_epoch = c->shards[ch->shard].epoch;
+    m.request_id = ++c->next_req;
+    m.table = op->table;
+    m.clock = op->clock;
+    if (op->kind != OP_CLOCK) {
+        m.keys = op->keys + ch->first;
+        m.nkeys = ch->n;
+    }
+    if (op->kind == OP_PUSH) {
+        m.vals = op->grads + (size_t)ch->first * op->dim;
+        m.vals_len = (uint64_t)ch->n * op->dim * sizeof(float);
+    }
+    if (flr_msg_to_nng(&msg, &m, NULL) != 0) {
+        ch->state = 2;
+        return;
+    }
+    flr_call_start(&ch->call, conn, msg, c->o.timeout_ms, op->wg);
+}
+
+static void cl_op_start(struct flr_op *op)
+{
+    for (size_t i = 0; i < op->nchunks; i++)
+        cl_chunk_send(op, op->chunks[i]);
+}
+
+/* Consumes the replies of a round. Returns 0 when every chunk is done, 1 when some must be
+ * retried, or an error code. */
+static int cl_op_collect(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+    int retry = 0, fatal = 0;
+
+    for (size_t i = 0; i < op->nchunks; i++) {
+        struct chunk *ch = op->chunks[i];
+        struct flr_msg r;
+        char why[FLR_REASON_MAX];
+        int rv;
+
+        if (ch->state != 0)
+            continue;
+        if (ch->call.rv != 0 || !ch->call.reply) {
+            ch->state = 2;
+            retry = 1;
+            continue;
+        }
+        rv = flr_msg_decode(&r, nng_msg_body(ch->call.reply), nng_msg_len(ch->call.reply), &c->lim,
+                            &c->zone, why, sizeof(why));
+        if (rv == 0 && r.status != 0) {
+            rv = r.status;
+            snprintf(why, sizeof(why), "%.*s", (int)r.reason_len, r.reason);
+        }
+        if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING) {
+            ch->state = 2;
+            retry = 1;
+        } else if (rv != 0) {
+            snprintf(c->last_error, sizeof(c->last_error), "shard %u: %s: %s", ch->shard,
+                     flr_errname(rv), why);
+            if (!fatal)
+                fatal = rv;
+            ch->state = 1;
+        } else if (op->kind == OP_PULL) {
+            size_t rowb = (size_t)op->dim * sizeof(float);
+            if (r.vals_len != (uint64_t)ch->n * rowb) {
+                snprintf(c->last_error, sizeof(c->last_error),
+                         "shard %u: pull reply has %llu value bytes, expected %zu", ch->shard,
+                         (unsigned long long)r.vals_len, (size_t)ch->n * rowb);
+                if (!fatal)
+                    fatal = FLR_EBAD_REQUEST;
+            } else if (!op->perm) {
+                memcpy(op->vals + (size_t)ch->first * op->dim, r.vals, r.vals_len);
+            } else {
+                const unsigned char *src = r.vals;
+                for (uint32_t k = 0; k < ch->n; k++)
+                    memcpy(op->vals + (size_t)op->perm[ch->first + k] * op->dim, src + k * rowb,
+                           rowb);
+            }
+            ch->state = 1;
+        } else {
+            ch->state = 1;
+        }
+        nng_msg_free(ch->call.reply);
+        ch->call.reply = NULL;
+    }
+    if (fatal)
+        return fatal;
+    for (size_t i = 0; i < op->nchunks; i++)
+        if (op->chunks[i]->state == 2)
+            retry = 1;
+    return retry;
+}
+
+static int cl_op_finish(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+    int64_t deadline = flr_now_ms() + c->o.timeout_ms;
+    int backoff_ms = 20, rv;
+
+    for (;;) {
+        flr_waitgroup_wait(op->wg);
+        rv = cl_op_collect(op);
+        if (rv != 1)
+            break;
+        if (flr_now_ms() > deadline) {
+            rv = cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
+            break;
+        }
+        usleep((useconds_t)backoff_ms * 1000);
+        if (backoff_ms < 1000)
+            backoff_ms *= 2;
+        if (flr_zk_expired(c->zk)) {
+            rv = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
+            break;
+        }
+        if (cl_read_map(c) != 0)
+            continue;
+        for (size_t i = 0; i < op->nchunks; i++)
+            if (op->chunks[i]->state == 2)
+                cl_chunk_send(op, op->chunks[i]);
+    }
+    /* A fatal error may leave other chunks in flight: wait for them before recycling. */
+    flr_waitgroup_wait(op->wg);
+    return rv;
+}
+
+static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64_t *keys,
+                    uint32_t n, float *vals, const float *grads, struct flr_op **opp)
+{
+    const struct flr_table_spec *t = flr_spec_table(&c->spec, table);
+    struct flr_op *op;
+    int rv;
+
+    if (!t)
+        return cl_fail(c, FLR_EUNKNOWN_TABLE, "%s", "unknown table");
+    if (!(op = cl_op_get(c)))
+        return FLR_ENOMEM;
+    op->kind = kind;
+    op->table = table;
+    op->dim = t->dim;
+    op->n = n;
+    op->vals = vals;
+    op->clock = c->clock;
+    if ((rv = cl_op_route(op, keys, n, grads)) != 0) {
+        cl_op_put(op);
+        return rv;
+    }
+    cl_op_start(op);
+    *opp = op;
+    return 0;
+}
+
+int flr_pull_async(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_t n,
+                   float *vals, struct flr_op **op)
+{
+    return cl_start(c, OP_PULL, table, keys, n, vals, NULL, op);
+}
+
+int flr_push_async(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_t n,
+                   const float *grads, struct flr_op **op)
+{
+    return cl_start(c, OP_PUSH, table, keys, n, NULL, grads, op);
+}
+
+int flr_wait(struct flr_op *op)
+{
+    int rv = cl_op_finish(op);
+    cl_op_put(op);
+    return rv;
+}
+
+int flr_pull(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_t n, float *vals)
+{
+    struct flr_op *op;
+    int rv = flr_pull_async(c, table, keys, n, vals, &op);
+    return rv ? rv : flr_wait(op);
+}
+
+int flr_push(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_t n,
+             const float *grads)
+{
+    struct flr_op *op;
+    int rv = flr_push_async(c, table, keys, n, grads, &op);
+    return rv ? rv : flr_wait(op);
+}
+
+int flr_clock(struct flr_client *c)
+{
+    struct flr_op *op;
+    int rv;
+
+    if (!(op = cl_op_get(c)))
+        return FLR_ENOMEM;
+    op->kind = OP_CLOCK;
+    op->table = 0;
+    op->dim = 0;
+    op->clock = c->clock + 1;
+    for (uint32_t s = 0; s < c->spec.num_shards; s++)
+        if ((rv = cl_op_add_chunk(op, s, 0, 0)) != 0) {
+            cl_op_put(op);
+            return rv;
+        }
+    cl_op_start(op);
+    rv = cl_op_finish(op);
+    cl_op_put(op);
+    if (rv == 0)
+        c->clock++;
+    return rv;
+}
+
+int flr_client_publish_result(struct flr_client *c, const char *json)
+{
+    char path[FLR_PATH_MAX];
+    int rv;
+
+    flr_job_node(path, sizeof(path), c->job, "results", c->o.worker_id);
+    rv = flr_zk_create(c->zk, path, json, (int)strlen(json), 0, NULL, 0);
+    if (rv == FLR_EZK_EXISTS)
+        rv = flr_zk_set(c->zk, path, json, (int)strlen(json), -1);
+    return rv;
+}
