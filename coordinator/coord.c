@@ -1,0 +1,401 @@
+#include "coord.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "common/jobpaths.h"
+#include "common/log.h"
+#include "common/shardmap.h"
+#include "common/util.h"
+#include "worker/model.h"
+
+volatile int coord_stop;
+
+int coord_build_spec(const struct coord_cfg *cfg, struct flr_job_spec *spec, char *why,
+                     size_t whylen)
+{
+    const struct flr_model_ops *ops = flr_model_find(cfg->model);
+    struct flr_model_cfg mc = {0};
+    int rv;
+
+    if (!ops) {
+        size_t n = (size_t)snprintf(why, whylen, "--model: unknown model '%s'; known:", cfg->model);
+        for (int i = 0; flr_model_names[i] && n < whylen; i++)
+            n += (size_t)snprintf(why + n, whylen - n, " %s", flr_model_names[i]);
+        return FLR_ECONFIG;
+    }
+    memset(spec, 0, sizeof(*spec));
+    snprintf(spec->job, sizeof(spec->job), "%s", cfg->job);
+    snprintf(spec->model, sizeof(spec->model), "%s", cfg->model);
+    spec->consistency = (enum flr_consistency)cfg->consistency;
+    spec->staleness = spec->consistency == FLR_SSP ? (uint32_t)cfg->staleness : 0;
+    spec->num_workers = (uint32_t)cfg->workers;
+    spec->num_servers = (uint32_t)cfg->servers;
+    spec->num_shards = cfg->shards ? (uint32_t)cfg->shards : (uint32_t)cfg->servers * 4;
+    snprintf(spec->recovery, sizeof(spec->recovery), "%s", cfg->recovery);
+    spec->k = (uint32_t)cfg->k;
+    spec->seed = (uint64_t)cfg->seed;
+
+    snprintf(mc.name, sizeof(mc.name), "%s", cfg->model);
+    mc.hidden = (uint32_t)cfg->hidden;
+    mc.hash_bits = 22;
+    mc.seed = (uint64_t)cfg->seed;
+    mc.optim = cfg->optimizer ? (enum flr_optim_kind)(cfg->optimizer - 1) : FLR_OPT_ADAGRAD;
+    mc.lr = (float)cfg->lr;
+    if ((rv = ops->tables(&mc, spec->tables, &spec->ntables)) != 0) {
+        snprintf(why, whylen, "model %s: cannot describe its tables", cfg->model);
+        return rv;
+    }
+    for (uint32_t i = 0; i < spec->ntables; i++) {
+        if (cfg->optimizer)
+            spec->tables[i].optim = (enum flr_optim_kind)(cfg->optimizer - 1);
+        if (cfg->lr > 0)
+            spec->tables[i].lr = (float)cfg->lr;
+    }
+    return flr_spec_validate(spec, why, whylen);
+}
+
+int coord_set_state(struct coord *c, const char *state)
+{
+    char path[FLR_PATH_MAX];
+    flr_job_path(path, sizeof(path), c->cfg.job, "/state");
+    return flr_zk_set(c->zk, path, state, (int)strlen(state), -1);
+}
+
+int coord_create(struct coord *c, char *why, size_t whylen)
+{
+    static const char *const dirs[] = {"/servers", "/workers", "/shards",
+                                       "/results", "/events",  "/coordinators"};
+    char path[FLR_PATH_MAX], *json = NULL, *data;
+    int rv, len;
+
+    flr_job_path(path, sizeof(path), c->cfg.job, "/state");
+    rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL);
+    if (rv == 0) {
+        int over = strcmp(data, "done") == 0 || strcmp(data, "failed") == 0;
+        if (!over && !c->cfg.reset) {
+            snprintf(why, whylen,
+                     "job %s already exists in state '%s' (pass --reset to replace "
+                     "it)",
+                     c->cfg.job, data);
+            free(data);
+            return FLR_EZK_EXISTS;
+        }
+        free(data);
+    }
+    flr_job_path(path, sizeof(path), c->cfg.job, "");
+    if ((rv = flr_zk_delete_tree(c->zk, path)) != 0 || (rv = flr_zk_mkdirs(c->zk, path)) != 0) {
+        snprintf(why, whylen, "cannot prepare %s in ZooKeeper: %s", path, flr_strerror(rv));
+        return rv;
+    }
+    for (size_t i = 0; i < FLR_ARRAY_LEN(dirs); i++) {
+        flr_job_path(path, sizeof(path), c->cfg.job, dirs[i]);
+        if ((rv = flr_zk_create(c->zk, path, "", 0, 0, NULL, 0)) != 0)
+            goto zk_fail;
+    }
+    for (uint32_t s = 0; s < c->spec.num_shards; s++) {
+        struct flr_shard_rec rec = {
+            .owner = FLR_NO_OWNER, .epoch = 0, .state = FLR_SHARD_UNASSIGNED};
+        flr_job_node(path, sizeof(path), c->cfg.job, "shards", s);
+        if ((rv = flr_shard_rec_to_json(&rec, &json)) != 0)
+            return rv;
+        rv = flr_zk_create(c->zk, path, json, (int)strlen(json), 0, NULL, 0);
+        free(json);
+        if (rv != 0)
+            goto zk_fail;
+    }
+    flr_job_path(path, sizeof(path), c->cfg.job, "/epoch");
+    if ((rv = flr_zk_create(c->zk, path, "0", 1, 0, NULL, 0)) != 0)
+        goto zk_fail;
+    flr_job_path(path, sizeof(path), c->cfg.job, "/state");
+    if ((rv = flr_zk_create(c->zk, path, "waiting", 7, 0, NULL, 0)) != 0)
+        goto zk_fail;
+    /* The spec goes last: servers and workers wait for it, and its presence means the
+     * whole tree above exists. */
+    if ((rv = flr_spec_to_json(&c->spec, &json)) != 0)
+        return rv;
+    flr_job_path(path, sizeof(path), c->cfg.job, "/spec");
+    rv = flr_zk_create(c->zk, path, json, (int)strlen(json), 0, NULL, 0);
+    free(json);
+    if (rv != 0)
+        goto zk_fail;
+    flr_notice("coord.create", "job %s created: model %s, %s, %u servers, %u workers, %u shards",
+               c->cfg.job, c->spec.model, flr_consistency_name(c->spec.consistency),
+               c->spec.num_servers, c->spec.num_workers, c->spec.num_shards);
+    return 0;
+zk_fail:
+    snprintf(why, whylen, "cannot write %s: %s", path, flr_strerror(rv));
+    return rv;
+}
+
+/* Lists registered servers into recs (sorted by id); returns how many. */
+static int coord_list_servers(struct coord *c, struct flr_server_rec *recs, int max)
+{
+    char path[FLR_PATH_MAX], p2[2 * FLR_PATH_MAX], **names = NULL, *data;
+    int n = 0, len, got = 0;
+
+    flr_job_path(path, sizeof(path), c->cfg.job, "/servers");
+    if (flr_zk_children(c->zk, path, 0, &names, &n) != 0)
+        return 0;
+    for (int i = 0; i < n && got < max; i++) {
+        snprintf(p2, sizeof(p2), "%s/%s", path, names[i]);
+        if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0)
+            continue;
+        if (flr_server_rec_from_json(&recs[got], data, (size_t)len) == 0)
+            got++;
+        free(data);
+    }
+    flr_zk_free_names(names, n);
+    /* Sort by id so that assignment is deterministic. */
+    for (int i = 1; i < got; i++)
+        for (int j = i; j > 0 && recs[j - 1].id > recs[j].id; j--) {
+            struct flr_server_rec t = recs[j];
+            recs[j] = recs[j - 1];
+            recs[j - 1] = t;
+        }
+    return got;
+}
+
+int coord_wait_servers(struct coord *c, char *why, size_t whylen)
+{
+    struct flr_server_rec *recs = calloc(c->spec.num_servers + 64, sizeof(*recs));
+    int64_t deadline = flr_now_ms() + c->cfg.server_timeout_ms;
+    int n = 0;
+
+    if (!recs)
+        return FLR_ENOMEM;
+    while (!coord_stop) {
+        n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
+        if (n >= (int)c->spec.num_servers)
+            break;
+        if (flr_now_ms() > deadline) {
+            snprintf(why, whylen, "only %d of %u servers registered within %lld ms", n,
+                     c->spec.num_servers, c->cfg.server_timeout_ms);
+            free(recs);
+            return FLR_ETIMEOUT;
+        }
+        usleep(50 * 1000);
+    }
+    free(recs);
+    if (coord_stop) {
+        snprintf(why, whylen, "interrupted");
+        return FLR_ECLOSED;
+    }
+    flr_info("coord.servers", "%d servers registered", n);
+    return 0;
+}
+
+int coord_assign(struct coord *c, char *why, size_t whylen)
+{
+    struct flr_server_rec *recs = calloc(c->spec.num_servers + 64, sizeof(*recs));
+    char path[FLR_PATH_MAX], *json, *data, buf[32];
+    int64_t deadline = flr_now_ms() + c->cfg.server_timeout_ms;
+    int n, rv = 0, len;
+    int32_t version;
+    uint64_t epoch;
+
+    if (!recs)
+        return FLR_ENOMEM;
+    n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
+    if (n < (int)c->spec.num_servers) {
+        snprintf(why, whylen, "servers left before the shards were assigned");
+        free(recs);
+        return FLR_ECLOSED;
+    }
+    /* Bump the cluster epoch: ownership changes. */
+    flr_job_path(path, sizeof(path), c->cfg.job, "/epoch");
+    if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, &version, NULL)) != 0)
+        goto zk_fail;
+    epoch = strtoull(data, NULL, 10) + 1;
+    free(data);
+    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)epoch);
+    if ((rv = flr_zk_set(c->zk, path, buf, (int)strlen(buf), version)) != 0)
+        goto zk_fail;
+    /* Round-robin over the first num_servers servers by id. Each record is written only if
+     * it is unchanged since we read it. */
+    for (uint32_t s = 0; s < c->spec.num_shards; s++) {
+        struct flr_shard_rec rec;
+        flr_job_node(path, sizeof(path), c->cfg.job, "shards", s);
+        if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, &version, NULL)) != 0)
+            goto zk_fail;
+        rv = flr_shard_rec_from_json(&rec, data, (size_t)len);
+        free(data);
+        if (rv != 0)
+            goto zk_fail;
+        rec.owner = recs[s % c->spec.num_servers].id;
+        rec.epoch = epoch;
+        rec.state = FLR_SHARD_ACTIVE;
+        if ((rv = flr_shard_rec_to_json(&rec, &json)) != 0)
+            goto zk_fail;
+        rv = flr_zk_set(c->zk, path, json, (int)strlen(json), version);
+        free(json);
+        if (rv != 0)
+            goto zk_fail;
+    }
+    /* Wait until every assigned server says SERVING. */
+    while (!coord_stop) {
+        int serving = 0;
+        n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
+        for (int i = 0; i < n; i++)
+            serving += recs[i].state == FLR_SERVER_SERVING;
+        if (serving >= (int)c->spec.num_servers)
+            break;
+        if (flr_now_ms() > deadline) {
+            snprintf(why, whylen, "only %d of %u servers loaded their shards within %lld ms",
+                     serving, c->spec.num_servers, c->cfg.server_timeout_ms);
+            free(recs);
+            return FLR_ETIMEOUT;
+        }
+        usleep(20 * 1000);
+    }
+    free(recs);
+    if (coord_stop) {
+        snprintf(why, whylen, "interrupted");
+        return FLR_ECLOSED;
+    }
+    if ((rv = coord_set_state(c, "running")) != 0) {
+        snprintf(why, whylen, "cannot set the job running: %s", flr_strerror(rv));
+        return rv;
+    }
+    c->started_ms = flr_now_ms();
+    flr_notice("coord.running", "job %s running: %u shards assigned at epoch %llu", c->cfg.job,
+               c->spec.num_shards, (unsigned long long)epoch);
+    return 0;
+zk_fail:
+    snprintf(why, whylen, "assigning shards (%s): %s", path, flr_strerror(rv));
+    free(recs);
+    return rv;
+}
+
+int coord_wait_results(struct coord *c, char *why, size_t whylen)
+{
+    char path[FLR_PATH_MAX];
+    int64_t deadline = c->cfg.job_timeout_ms > 0 ? flr_now_ms() + c->cfg.job_timeout_ms : 0;
+    uint32_t W = c->spec.num_workers, have = 0;
+
+    if (!(c->results = calloc(W, sizeof(*c->results))))
+        return FLR_ENOMEM;
+    while (!coord_stop && have < W) {
+        for (uint32_t w = 0; w < W; w++) {
+            int len;
+            if (c->results[w])
+                continue;
+            flr_job_node(path, sizeof(path), c->cfg.job, "results", w);
+            if (flr_zk_get(c->zk, path, 0, &c->results[w], &len, NULL, NULL) == 0) {
+                have++;
+                flr_info("coord.result", "worker %u finished", w);
+            }
+        }
+        if (have == W)
+            break;
+        if (deadline && flr_now_ms() > deadline) {
+            snprintf(why, whylen, "only %u of %u workers finished within %lld ms", have, W,
+                     c->cfg.job_timeout_ms);
+            return FLR_ETIMEOUT;
+        }
+        usleep(100 * 1000);
+    }
+    if (coord_stop) {
+        snprintf(why, whylen, "interrupted");
+        return FLR_ECLOSED;
+    }
+    c->finished_ms = flr_now_ms();
+    return 0;
+}
+
+/* Copies a member of the result of worker 0 into the report, if present. */
+static void copy_field(json_t *report, json_t *w0, const char *name)
+{
+    json_t *v = w0 ? json_object_get(w0, name) : NULL;
+    if (v)
+        json_object_set(report, name, v);
+}
+
+static void print_human(const json_t *r)
+{
+    json_t *acc = json_object_get(r, "test_accuracy"), *auc = json_object_get(r, "test_auc");
+    printf("\nflr job %s: model %s, %s, %lld servers x %lld workers, %lld shards\n",
+           json_string_value(json_object_get(r, "job")),
+           json_string_value(json_object_get(r, "model")),
+           json_string_value(json_object_get(r, "consistency")),
+           (long long)json_integer_value(json_object_get(r, "servers")),
+           (long long)json_integer_value(json_object_get(r, "workers")),
+           (long long)json_integer_value(json_object_get(r, "shards")));
+    printf("  epochs           %lld (batch %lld per worker)\n",
+           (long long)json_integer_value(json_object_get(r, "epochs")),
+           (long long)json_integer_value(json_object_get(r, "batch")));
+    if (auc) {
+        json_t *truth = json_object_get(r, "truth_auc");
+        printf("  test AUC         %.4f", json_number_value(auc));
+        if (truth)
+            printf("  (ground-truth model %.4f, gap %.4f)", json_number_value(truth),
+                   json_number_value(truth) - json_number_value(auc));
+        printf("\n  test log-loss    %.4f\n",
+               json_number_value(json_object_get(r, "test_logloss")));
+    } else if (acc) {
+        printf("  test accuracy    %.2f%%\n", 100 * json_number_value(acc));
+    }
+    printf("  wall time        %.1f s (%.0f samples/s)\n",
+           json_number_value(json_object_get(r, "wall_seconds")),
+           json_number_value(json_object_get(r, "samples_per_second")));
+    printf("  recovery         %s; failures: %zu\n",
+           json_string_value(json_object_get(r, "recovery")),
+           json_array_size(json_object_get(r, "failures")));
+    fflush(stdout);
+}
+
+int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
+{
+    json_t *report = NULL, *w0 = NULL, *workers = json_array();
+    json_error_t jerr;
+    double wall = (c->finished_ms - c->started_ms) / 1000.0;
+    long long samples = 0;
+    int rv = 0;
+
+    if (ok) {
+        for (uint32_t w = 0; w < c->spec.num_workers; w++) {
+            json_t *j = c->results[w] ? json_loads(c->results[w], 0, &jerr) : NULL;
+            if (!j)
+                continue;
+            samples += (long long)json_integer_value(json_object_get(j, "samples"));
+            if (w == 0)
+                w0 = json_incref(j);
+            json_array_append_new(workers, j);
+        }
+        report = json_pack(
+            "{ss ss ss sI sI sI sI ss sf sI sf}", "job", c->cfg.job, "model", c->spec.model,
+            "consistency", flr_consistency_name(c->spec.consistency), "staleness",
+            (json_int_t)c->spec.staleness, "servers", (json_int_t)c->spec.num_servers, "workers",
+            (json_int_t)c->spec.num_workers, "shards", (json_int_t)c->spec.num_shards, "recovery",
+            c->spec.recovery, "wall_seconds", wall, "train_samples", (json_int_t)samples,
+            "samples_per_second", wall > 0 ? samples / wall : 0.0);
+        copy_field(report, w0, "epochs");
+        copy_field(report, w0, "batch");
+        copy_field(report, w0, "test_accuracy");
+        copy_field(report, w0, "test_loss");
+        copy_field(report, w0, "test_auc");
+        copy_field(report, w0, "test_logloss");
+        copy_field(report, w0, "truth_auc");
+        copy_field(report, w0, "curve");
+        json_object_set_new(report, "optimizer",
+                            json_string(flr_optim_name(c->spec.tables[0].optim)));
+        json_object_set_new(report, "lr", json_real(c->spec.tables[0].lr));
+        json_object_set_new(report, "failures", json_array());
+        json_object_set(report, "worker_results", workers);
+        if (c->cfg.report[0] && json_dump_file(report, c->cfg.report, JSON_INDENT(2)) != 0) {
+            snprintf(why, whylen, "cannot write the report to %s", c->cfg.report);
+            rv = FLR_EIO;
+        }
+        print_human(report);
+    }
+    if (coord_set_state(c, ok ? "done" : "failed") != 0)
+        flr_warn("coord.state", "could not record the job's end in ZooKeeper");
+    json_decref(report);
+    json_decref(w0);
+    json_decref(workers);
+    return rv;
+}

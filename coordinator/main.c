@@ -1,0 +1,130 @@
+/*
+ * flr-coordinator - creates a job in ZooKeeper, assigns its shards to the servers that
+ * register, starts the workers, waits for them, and reports.
+ */
+#include "config.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/opt.h"
+#include "coord.h"
+#include "worker/model.h"
+
+static void coord_on_signal(int sig)
+{
+    (void)sig;
+    coord_stop = 1;
+}
+
+static const char *const consistency_choices[] = {"bsp", "ssp", "asp", NULL};
+static const char *const optimizer_choices[] = {"default", "sgd",  "momentum",
+                                                "adagrad", "adam", NULL};
+
+static const struct flr_opt coord_opts[] = {
+    FLR_OPT_S("zk", struct coord_cfg, zk, "127.0.0.1:2181", "HOST:PORT[,...]", "ZooKeeper hosts"),
+    FLR_OPT_S("job", struct coord_cfg, job, "demo", "NAME", "job name"),
+    FLR_OPT_S("model", struct coord_cfg, model, "softmax", "NAME",
+              "model the workers train: softmax, mlp or ctr"),
+    FLR_OPT_I("workers", struct coord_cfg, workers, "4", 1, 4096, "N", "number of workers"),
+    FLR_OPT_I("servers", struct coord_cfg, servers, "2", 1, 1024, "N", "number of servers"),
+    FLR_OPT_I("shards", struct coord_cfg, shards, "0", 0, 65536, "N",
+              "number of shards (0 = 4 per server)"),
+    FLR_OPT_E("consistency", struct coord_cfg, consistency, "bsp", consistency_choices,
+              "consistency model"),
+    FLR_OPT_I("staleness", struct coord_cfg, staleness, "2", 0, 1000000, "S",
+              "SSP staleness bound (clocks)"),
+    FLR_OPT_E("optimizer", struct coord_cfg, optimizer, "default", optimizer_choices,
+              "server-side optimizer (default: the model's)"),
+    FLR_OPT_D("lr", struct coord_cfg, lr, "0", 0, 1000, "RATE",
+              "learning rate (0 = the model's default)"),
+    FLR_OPT_I("hidden", struct coord_cfg, hidden, "128", 1, 65536, "N", "MLP hidden units"),
+    FLR_OPT_I("seed", struct coord_cfg, seed, "1", 0, INT64_MAX, "N", "initialiser seed"),
+    FLR_OPT_S("recovery", struct coord_cfg, recovery, "none", "MODE",
+              "recovery mode (this release: none)"),
+    FLR_OPT_I("k", struct coord_cfg, k, "2", 1, 16, "K", "copies each row must have (flr mode)"),
+    FLR_OPT_S("report", struct coord_cfg, report, "", "FILE", "write a JSON report to FILE"),
+    FLR_OPT_I("session-timeout", struct coord_cfg, session_ms, "10000", 400, 120000, "MS",
+              "ZooKeeper session timeout"),
+    FLR_OPT_I("server-timeout", struct coord_cfg, server_timeout_ms, "60000", 100, 86400000, "MS",
+              "how long to wait for servers to register and load their shards"),
+    FLR_OPT_I("job-timeout", struct coord_cfg, job_timeout_ms, "0", 0, INT64_MAX, "MS",
+              "give up when the workers have not finished by then (0 = never)"),
+    FLR_OPT_B("reset", struct coord_cfg, reset, "false",
+              "replace a job of the same name that has not finished"),
+    FLR_OPT_S("log-level", struct coord_cfg, log_level, "info", "LEVEL",
+              "error, warning, notice, info or debug"),
+    {0},
+};
+
+int main(int argc, char **argv)
+{
+    static struct coord c;
+    const struct flr_opts_info info = {"flr-coordinator",
+                                       "flr coordinator: creates a job, assigns shards, waits for "
+                                       "the workers and reports",
+                                       PACKAGE_VERSION};
+    char why[512];
+    int exit_now = 0, rv, lvl;
+    struct sigaction sa = {0};
+
+    if (flr_opts_parse(coord_opts, &c.cfg, &info, argc, argv, stdout, &exit_now, why,
+                       sizeof(why)) != 0) {
+        fprintf(stderr, "flr-coordinator: %s\n", why);
+        return 2;
+    }
+    if (exit_now)
+        return 0;
+    if ((lvl = flr_log_level_parse(c.cfg.log_level)) < 0) {
+        fprintf(stderr, "flr-coordinator: --log-level: '%s' is not a level\n", c.cfg.log_level);
+        return 2;
+    }
+    if (strcmp(c.cfg.recovery, "none") != 0) {
+        fprintf(stderr,
+                "flr-coordinator: --recovery: mode '%s' is not available in this release "
+                "(available: none)\n",
+                c.cfg.recovery);
+        return 2;
+    }
+    if (coord_build_spec(&c.cfg, &c.spec, why, sizeof(why)) != 0) {
+        fprintf(stderr, "flr-coordinator: %s\n", why);
+        return 2;
+    }
+    flr_log_init("flr-coordinator", lvl);
+    sa.sa_handler = coord_on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    if ((rv = flr_zk_open(&c.zk, c.cfg.zk, (int)c.cfg.session_ms, 10000, why, sizeof(why))) != 0) {
+        flr_err("coord.zk", "%s", why);
+        return 1;
+    }
+    rv = coord_create(&c, why, sizeof(why));
+    if (rv == 0)
+        rv = coord_wait_servers(&c, why, sizeof(why));
+    if (rv == 0)
+        rv = coord_assign(&c, why, sizeof(why));
+    if (rv == 0)
+        rv = coord_wait_results(&c, why, sizeof(why));
+    if (rv != 0 && rv != FLR_EZK_EXISTS)
+        flr_err("coord.fail", "job %s: %s", c.cfg.job, why);
+    else if (rv == FLR_EZK_EXISTS)
+        flr_err("coord.exists", "%s", why);
+    if (rv != FLR_EZK_EXISTS) {
+        char why2[256];
+        if (coord_finish(&c, rv == 0, why2, sizeof(why2)) != 0) {
+            flr_err("coord.report", "%s", why2);
+            rv = rv ? rv : FLR_EIO;
+        }
+    }
+    if (c.results)
+        for (long long w = 0; w < c.cfg.workers; w++)
+            free(c.results[w]);
+    free(c.results);
+    flr_zk_close(c.zk);
+    return rv == 0 ? 0 : 1;
+}
