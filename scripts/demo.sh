@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# demo.sh - train a real model on a local flr cluster and print a report.
+#
+# Installs what is missing (Debian packages), builds flr, starts a ZooKeeper of its own on
+# a free loopback port (or uses --zk), a coordinator, servers and workers, trains,
+# evaluates on the test set, stops everything it started (also on Ctrl-C or failure),
+# and prints a short report.
+#
+# Options:
+#   --model NAME          softmax (default), mlp or ctr
+#   --consistency MODE    bsp (default), ssp or asp
+#   --staleness S         SSP bound (default 2)
+#   --servers N           servers (default 2)
+#   --workers N           workers (default 4)
+#   --shards N            shards (default 4 per server)
+#   --epochs N            passes over the data (default: softmax 5, mlp 10, ctr 2)
+#   --batch N             samples per iteration per worker (default 32; ctr 512)
+#   --optimizer NAME      sgd, momentum, adagrad or adam (default: the model's)
+#   --lr RATE             learning rate (default: the model's)
+#   --rows N              ctr: synthetic training rows to generate (default 1000000)
+#   --zk HOST:PORT        use this ZooKeeper instead of starting one
+#   --job NAME            job name (default demo)
+#   --report FILE         also write the JSON report to FILE
+#   --logs DIR            keep every process's log in DIR
+#   --build-dir DIR       where to build (default ./build)
+#   -h, --help            this text
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+build="$root/build"
+model=softmax consistency=bsp staleness=2 servers=2 workers=4 shards=0
+epochs="" batch="" optimizer="" lr="" rows=1000000 zk="" job=demo report="" logs=""
+
+usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "demo.sh: $1 needs a value" >&2; exit 2; }; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --model) need "$@"; model=$2; shift 2 ;;
+    --consistency) need "$@"; consistency=$2; shift 2 ;;
+    --staleness) need "$@"; staleness=$2; shift 2 ;;
+    --servers) need "$@"; servers=$2; shift 2 ;;
+    --workers) need "$@"; workers=$2; shift 2 ;;
+    --shards) need "$@"; shards=$2; shift 2 ;;
+    --epochs) need "$@"; epochs=$2; shift 2 ;;
+    --batch) need "$@"; batch=$2; shift 2 ;;
+    --optimizer) need "$@"; optimizer=$2; shift 2 ;;
+    --lr) need "$@"; lr=$2; shift 2 ;;
+    --rows) need "$@"; rows=$2; shift 2 ;;
+    --zk) need "$@"; zk=$2; shift 2 ;;
+    --job) need "$@"; job=$2; shift 2 ;;
+    --report) need "$@"; report=$2; shift 2 ;;
+    --logs) need "$@"; logs=$2; shift 2 ;;
+    --build-dir) need "$@"; build=$2; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "demo.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+case "$model" in
+softmax) epochs=${epochs:-5}; batch=${batch:-32} ;;
+mlp) epochs=${epochs:-10}; batch=${batch:-32} ;;
+ctr) epochs=${epochs:-2}; batch=${batch:-512} ;;
+*) echo "demo.sh: --model must be softmax, mlp or ctr (got '$model')" >&2; exit 2 ;;
+esac
+case "$consistency" in bsp | ssp | asp) ;; *)
+    echo "demo.sh: --consistency must be bsp, ssp or asp (got '$consistency')" >&2; exit 2 ;;
+esac
+for v in servers workers epochs batch rows staleness shards; do
+    [[ ${!v} =~ ^[0-9]+$ ]] || { echo "demo.sh: --$v must be a whole number (got '${!v}')" >&2; exit 2; }
+done
+[ "$servers" -ge 1 ] && [ "$workers" -ge 1 ] || { echo "demo.sh: need at least one server and one worker" >&2; exit 2; }
+[ -n "$report" ] && report=$(cd "$(dirname "$report")" && pwd)/$(basename "$report")
+
+. "$root/scripts/deps.sh"
+flr_install_deps
+echo "demo: building flr in $build" >&2
+flr_build "$root" "$build"
+
+. "$root/scripts/cluster.sh"
+work=$(mktemp -d "${TMPDIR:-/tmp}/flr-demo.XXXXXX")
+cluster_init "$work" "$build"
+if [ -n "$logs" ]; then
+    mkdir -p "$logs"
+    trap 'cp -f "$work"/*.log "$logs"/ 2>/dev/null || true; cluster_cleanup' EXIT
+fi
+if [ -n "$zk" ]; then
+    ZK=$zk
+else
+    cluster_zk_start 500
+fi
+echo "demo: ZooKeeper at $ZK" >&2
+
+wargs=()
+if [ "$model" = ctr ]; then
+    echo "demo: generating $rows synthetic CTR rows (Criteo format)" >&2
+    "$build/flr-datagen" --rows "$rows" --test-rows $((rows / 10 > 1000 ? rows / 10 : 1000)) \
+        --out-dir "$work/ctr" >"$work/datagen.log" 2>&1 || { cat "$work/datagen.log" >&2; exit 1; }
+    wargs=(--train "$work/ctr/train.tsv" --test "$work/ctr/test.tsv" --truth "$work/ctr/truth.json")
+fi
+
+cargs=(--zk "$ZK" --job "$job" --model "$model" --servers "$servers" --workers "$workers"
+    --shards "$shards" --consistency "$consistency" --staleness "$staleness" --reset)
+[ -n "$optimizer" ] && cargs+=(--optimizer "$optimizer")
+[ -n "$lr" ] && cargs+=(--lr "$lr")
+[ -n "$report" ] && cargs+=(--report "$report")
+
+start=$(date +%s%N)
+cluster_spawn coordinator "$build/flr-coordinator" "${cargs[@]}"
+for ((i = 0; i < servers; i++)); do
+    cluster_spawn "server$i" "$build/flr-server" --zk "$ZK" --job "$job" --id "$i"
+done
+for ((i = 0; i < workers; i++)); do
+    cluster_spawn "worker$i" "$build/flr-worker" --zk "$ZK" --job "$job" --id "$i" \
+        --epochs "$epochs" --batch "$batch" "${wargs[@]+"${wargs[@]}"}"
+done
+echo "demo: training $model ($consistency) on $servers servers x $workers workers, $epochs epochs" >&2
+
+# Show worker 0's per-epoch lines while the job runs.
+shown=0
+while cluster_alive coordinator; do
+    if [ -f "$work/worker0.log" ]; then
+        n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
+        if [ "$n" -gt "$shown" ]; then
+            grep 'wrk.epoch' "$work/worker0.log" | sed -n "$((shown + 1)),${n}p" |
+                sed 's/.*wrk.epoch /demo: /' >&2
+            shown=$n
+        fi
+    fi
+    for name in "${!CLUSTER_PID[@]}"; do
+        case "$name" in worker* | server*) ;; *) continue ;; esac
+        if ! cluster_alive "$name"; then
+            wait "${CLUSTER_PID[$name]}" 2>/dev/null && rc=0 || rc=$?
+            if [ "$rc" -ne 0 ]; then
+                echo "demo: $name failed (exit $rc):" >&2
+                tail -n 5 "$work/$name.log" >&2
+                exit 1
+            fi
+        fi
+    done
+    sleep 0.5
+done
+cluster_wait coordinator 5 || true
+if [ "$CLUSTER_RC" -ne 0 ]; then
+    echo "demo: the coordinator failed:" >&2
+    tail -n 20 "$work/coordinator.log" >&2
+    exit 1
+fi
+grep -v '^[0-9]\{4\}-' "$work/coordinator.log" || true
+ms=$((($(date +%s%N) - start) / 1000000))
+printf '  total demo time  %d.%d s\n' $((ms / 1000)) $((ms % 1000 / 100))
+[ -n "$report" ] && echo "  report           $report"
+exit 0

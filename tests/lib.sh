@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# lib.sh - shared by the integration tests: a private cluster directory, a real ZooKeeper
+# on a free port, helpers to run a job and read its report.  Everything started here is
+# stopped on exit, also when a test fails.
+set -euo pipefail
+
+: "${FLR_BUILDDIR:?run through make check, or set FLR_BUILDDIR and FLR_SRCDIR}"
+: "${FLR_SRCDIR:?run through make check, or set FLR_BUILDDIR and FLR_SRCDIR}"
+. "$FLR_SRCDIR/scripts/cluster.sh"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/flr-it.XXXXXX")
+cluster_init "$T" "$FLR_BUILDDIR"
+B=$FLR_BUILDDIR
+
+fail() {
+    echo "FAIL: $*" >&2
+    local f
+    for f in "$T"/*.log; do
+        [ -f "$f" ] || continue
+        echo "----- $(basename "$f") (last lines)" >&2
+        tail -n 15 "$f" >&2
+    done
+    exit 1
+}
+
+# json_num FILE KEY: the first numeric value of "KEY" in a JSON file.
+json_num() {
+    grep -o "\"$2\": *-\?[0-9][0-9.eE+-]*" "$1" | head -n 1 | sed 's/.*: *//'
+}
+
+# ge A B: true when A >= B (floating point).
+ge() {
+    awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'
+}
+
+# run_job JOB SERVERS WORKERS "COORD ARGS" "WORKER ARGS": runs a whole job and waits for it.
+# The report is $T/JOB.json.
+run_job() {
+    local job=$1 ns=$2 nw=$3 cargs=$4 wargs=$5 i
+    # shellcheck disable=SC2086
+    cluster_spawn "$job-coord" "$B/flr-coordinator" --zk "$ZK" --job "$job" --servers "$ns" \
+        --workers "$nw" --report "$T/$job.json" --session-timeout 2000 $cargs
+    for ((i = 0; i < ns; i++)); do
+        cluster_spawn "$job-s$i" "$B/flr-server" --zk "$ZK" --job "$job" --id "$i" \
+            --session-timeout 2000
+    done
+    for ((i = 0; i < nw; i++)); do
+        # shellcheck disable=SC2086
+        cluster_spawn "$job-w$i" "$B/flr-worker" --zk "$ZK" --job "$job" --id "$i" \
+            --session-timeout 2000 $wargs
+    done
+    cluster_wait "$job-coord" 600 || fail "$job: coordinator did not finish"
+    [ "$CLUSTER_RC" -eq 0 ] || fail "$job: coordinator exited with $CLUSTER_RC"
+    for ((i = 0; i < nw; i++)); do
+        cluster_wait "$job-w$i" 30 || fail "$job: worker $i did not exit"
+        [ "$CLUSTER_RC" -eq 0 ] || fail "$job: worker $i exited with $CLUSTER_RC"
+    done
+    for ((i = 0; i < ns; i++)); do
+        cluster_wait "$job-s$i" 30 || fail "$job: server $i did not exit after the job"
+        [ "$CLUSTER_RC" -eq 0 ] || fail "$job: server $i exited with $CLUSTER_RC"
+    done
+    [ -s "$T/$job.json" ] || fail "$job: no report"
+}
+
+cluster_zk_start 200 || fail "could not start ZooKeeper"
