@@ -391,9 +391,6 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
         shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
         return FLR_SHARD_REPLIED;
     }
-    s->st.pushes++;
-    s->st.keys_pushed += m->nkeys;
-    s->st.bytes_in += nng_msg_len(msg);
     if (s->bsp) {
         if (m->clock < s->min_clock || m->clock < 0) {
             snprintf(why, sizeof(why), "push for clock %lld, but clock %lld is already closed",
@@ -405,6 +402,10 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
             shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the push");
             return FLR_SHARD_REPLIED;
         }
+        /* Counted once accepted, like every other push. */
+        s->st.pushes++;
+        s->st.keys_pushed += m->nkeys;
+        s->st.bytes_in += nng_msg_len(msg);
         shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
         return FLR_SHARD_REPLIED;
     }
@@ -413,6 +414,9 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
         return FLR_SHARD_REPLIED;
     }
     s->stamp++;
+    s->st.pushes++;
+    s->st.keys_pushed += m->nkeys;
+    s->st.bytes_in += nng_msg_len(msg);
     shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
     nng_msg_free(msg);
     return FLR_SHARD_REPLIED;

@@ -1,0 +1,953 @@
+/*
+ * test_shard.c - one shard's request handling over the real transport: ASP applies pushes
+ * at once, BSP holds pulls until every worker has clocked and applies a clock's pushes in
+ * worker order whatever their arrival order, SSP answers within the staleness bound, bad
+ * requests are rejected without touching the shard and counted by code, and closing a
+ * shard that holds requests releases them.
+ *
+ * The shard is driven as the server drives it: nng's threads only queue what they
+ * receive, and the test's main thread, the shard's owner, decodes and handles each
+ * request (see server/main.c).  Clients use asynchronous calls so that a test can keep a
+ * pull waiting while it sends clocks.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "common/log.h"
+#include "common/proto.h"
+#include "common/spec.h"
+#include "common/transport.h"
+#include "common/util.h"
+#include "server/shard.h"
+#include "server/store.h"
+
+#define JOB        "test"
+#define EPOCH      1
+#define SELF       100
+#define NWORKERS   3
+#define DENSE      0 /* table id: dense, DENSE_ROWS x DENSE_DIM, SGD lr 1, zeros */
+#define DENSE_ROWS 8
+#define DENSE_DIM  3
+#define SPARSE     1 /* table id: sparse, dim SPARSE_DIM, SGD lr 1, uniform init */
+#define SPARSE_DIM 2
+#define WAIT_MS    5000 /* bound on every wait; the tests take milliseconds */
+#define QCAP       64
+
+/* ---- the server side: a queue filled by nng threads, drained by the owner -------------- */
+
+struct qitem {
+    struct flr_req *req;
+    nng_msg *msg;
+};
+
+struct fixture {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct qitem q[QCAP];
+    size_t qhead, qlen;
+
+    struct flr_rep *rep;
+    struct flr_conn *conn;
+    struct flr_job_spec spec;
+    struct flr_shard *sh;
+    msgpack_zone zone;  /* requests, decoded by the owner */
+    msgpack_zone rzone; /* replies, decoded by the test */
+    struct flr_proto_limits lim;
+    uint64_t next_id;
+};
+
+/* Runs on nng threads: queue and return, like the server. */
+static void on_request(void *arg, struct flr_req *req, nng_msg *msg)
+{
+    struct fixture *f = arg;
+
+    pthread_mutex_lock(&f->mu);
+    if (f->qlen == QCAP) {
+        pthread_mutex_unlock(&f->mu);
+        nng_msg_free(msg);
+        flr_rep_reply(req, NULL);
+        return;
+    }
+    f->q[(f->qhead + f->qlen) % QCAP] = (struct qitem){req, msg};
+    f->qlen++;
+    pthread_cond_signal(&f->cv);
+    pthread_mutex_unlock(&f->mu);
+}
+
+static int dequeue(struct fixture *f, struct qitem *it, int timeout_ms)
+{
+    struct timespec ts;
+    int got = 0;
+
+    pthread_mutex_lock(&f->mu);
+    if (f->qlen == 0) {
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)timeout_ms * 1000000L;
+        ts.tv_sec += ts.tv_nsec / 1000000000L;
+        ts.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&f->cv, &f->mu, &ts);
+    }
+    if (f->qlen > 0) {
+        *it = f->q[f->qhead];
+        f->qhead = (f->qhead + 1) % QCAP;
+        f->qlen--;
+        got = 1;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return got;
+}
+
+/* Handles at most one queued request on the owner (this) thread. */
+static void serve_one(struct fixture *f, int timeout_ms)
+{
+    struct qitem it;
+    struct flr_msg m;
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    if (!dequeue(f, &it, timeout_ms))
+        return;
+    if (!f->sh) {
+        nng_msg_free(it.msg);
+        flr_rep_reply(it.req, NULL);
+        fail_msg("a request arrived while no shard was open");
+    }
+    rv = flr_msg_decode(&m, nng_msg_body(it.msg), nng_msg_len(it.msg), &f->lim, &f->zone, why,
+                        sizeof(why));
+    if (rv != 0) {
+        nng_msg_free(it.msg);
+        flr_rep_reply(it.req, NULL);
+        fail_msg("the test sent an undecodable request: %s", why);
+    }
+    (void)flr_shard_handle(f->sh, it.req, it.msg, &m);
+}
+
+/* ---- the client side ---------------------------------------------------------------- */
+
+struct pending {
+    struct flr_call call;
+    atomic_int done;
+};
+
+static void pending_done(struct flr_call *call)
+{
+    struct pending *p = call->arg;
+    atomic_store(&p->done, 1);
+}
+
+static void pending_init(struct pending *p)
+{
+    assert_int_equal(flr_call_init(&p->call), 0);
+    p->call.done = pending_done;
+    p->call.arg = p;
+    atomic_store(&p->done, 0);
+}
+
+static int pending_is_done(struct pending *p)
+{
+    return atomic_load(&p->done);
+}
+
+/* What a reply said, copied out of its message. */
+struct reply {
+    int type;
+    int status;
+    uint64_t stamp;
+    uint32_t nvals;
+    float vals[64];
+    char reason[FLR_REASON_MAX];
+};
+
+static uint64_t next_request_id(struct fixture *f)
+{
+    return ++f->next_id;
+}
+
+static nng_msg *encode(const struct flr_msg *m)
+{
+    nng_msg *out;
+    assert_int_equal(flr_msg_to_nng(&out, m, NULL), 0);
+    return out;
+}
+
+static struct flr_msg msg_base(struct fixture *f, int type, uint32_t worker, int64_t clock)
+{
+    struct flr_msg m = {0};
+    m.type = type;
+    m.job = JOB;
+    m.job_len = (uint32_t)strlen(JOB);
+    m.sender = worker;
+    m.shard = 0;
+    m.shard_epoch = EPOCH;
+    m.request_id = next_request_id(f);
+    m.clock = clock;
+    m.reason = "";
+    return m;
+}
+
+static nng_msg *mk_pull(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                        const uint64_t *keys, uint32_t nkeys)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_PULL, worker, clock);
+    m.table = table;
+    m.keys = keys;
+    m.nkeys = nkeys;
+    return encode(&m);
+}
+
+static nng_msg *mk_push(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                        const uint64_t *keys, uint32_t nkeys, const float *vals, uint32_t nvals)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_PUSH, worker, clock);
+    m.table = table;
+    m.keys = keys;
+    m.nkeys = nkeys;
+    m.vals = vals;
+    m.vals_len = (uint64_t)nvals * sizeof(float);
+    return encode(&m);
+}
+
+static nng_msg *mk_clock(struct fixture *f, uint32_t worker, int64_t clock)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_CLOCK, worker, clock);
+    return encode(&m);
+}
+
+static void pending_start(struct fixture *f, struct pending *p, nng_msg *req)
+{
+    atomic_store(&p->done, 0);
+    flr_call_start(&p->call, f->conn, req, WAIT_MS, NULL);
+}
+
+/* Serves requests until the call has its reply, then decodes the reply into out. */
+static void pending_finish(struct fixture *f, struct pending *p, struct reply *out)
+{
+    int64_t deadline = flr_now_ms() + WAIT_MS;
+    struct flr_msg r;
+    char why[FLR_REASON_MAX];
+
+    while (!pending_is_done(p)) {
+        if (flr_now_ms() > deadline)
+            fail_msg("no reply within %d ms", WAIT_MS);
+        serve_one(f, 10);
+    }
+    assert_int_equal(p->call.rv, 0);
+    assert_non_null(p->call.reply);
+    assert_int_equal(flr_msg_decode(&r, nng_msg_body(p->call.reply), nng_msg_len(p->call.reply),
+                                    &f->lim, &f->rzone, why, sizeof(why)),
+                     0);
+    memset(out, 0, sizeof(*out));
+    out->type = r.type;
+    out->status = r.status;
+    out->stamp = r.stamp;
+    snprintf(out->reason, sizeof(out->reason), "%.*s", (int)r.reason_len, r.reason);
+    assert_true(r.vals_len <= sizeof(out->vals));
+    out->nvals = (uint32_t)(r.vals_len / sizeof(float));
+    if (r.vals_len)
+        memcpy(out->vals, r.vals, (size_t)r.vals_len);
+    nng_msg_free(p->call.reply);
+    p->call.reply = NULL;
+}
+
+/* One request and its reply. */
+static void rpc(struct fixture *f, nng_msg *req, struct reply *out)
+{
+    struct pending p;
+    pending_init(&p);
+    pending_start(f, &p, req);
+    pending_finish(f, &p, out);
+    flr_call_fini(&p.call);
+}
+
+/* Serves requests until the shard holds n pulls. */
+static void serve_until_held(struct fixture *f, uint64_t n)
+{
+    int64_t deadline = flr_now_ms() + WAIT_MS;
+
+    while (flr_shard_stats(f->sh)->held_pulls != n) {
+        if (flr_now_ms() > deadline)
+            fail_msg("the shard holds %llu pulls, expected %llu",
+                     (unsigned long long)flr_shard_stats(f->sh)->held_pulls, (unsigned long long)n);
+        serve_one(f, 10);
+    }
+}
+
+static void push_ok(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                    const uint64_t *keys, uint32_t nkeys, const float *vals, uint32_t nvals)
+{
+    struct reply r;
+    rpc(f, mk_push(f, worker, table, clock, keys, nkeys, vals, nvals), &r);
+    assert_int_equal(r.type, FLR_MSG_PUSH_REPLY);
+    if (r.status != 0)
+        fail_msg("push rejected: %s: %s", flr_errname(r.status), r.reason);
+}
+
+static void clock_ok(struct fixture *f, uint32_t worker, int64_t clock)
+{
+    struct reply r;
+    rpc(f, mk_clock(f, worker, clock), &r);
+    assert_int_equal(r.type, FLR_MSG_CLOCK_REPLY);
+    assert_int_equal(r.status, 0);
+}
+
+static void pull_ok(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                    const uint64_t *keys, uint32_t nkeys, struct reply *r)
+{
+    rpc(f, mk_pull(f, worker, table, clock, keys, nkeys), r);
+    assert_int_equal(r->type, FLR_MSG_PULL_REPLY);
+    if (r->status != 0)
+        fail_msg("pull rejected: %s: %s", flr_errname(r->status), r->reason);
+}
+
+/* ---- fixtures ----------------------------------------------------------------------- */
+
+static void table_set(struct flr_table_spec *t, uint32_t id, const char *name,
+                      enum flr_table_kind kind, uint32_t dim)
+{
+    memset(t, 0, sizeof(*t));
+    t->id = id;
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->kind = kind;
+    t->rows = kind == FLR_TABLE_DENSE ? DENSE_ROWS : 0;
+    t->dim = dim;
+    t->optim = FLR_OPT_SGD;
+    flr_table_spec_defaults(t);
+    t->lr = 1.0f;
+}
+
+static void spec_set(struct flr_job_spec *s, enum flr_consistency c, uint32_t staleness)
+{
+    char why[256];
+
+    memset(s, 0, sizeof(*s));
+    snprintf(s->job, sizeof(s->job), "%s", JOB);
+    s->consistency = c;
+    s->staleness = staleness;
+    s->num_workers = NWORKERS;
+    s->num_servers = 1;
+    s->num_shards = 1;
+    snprintf(s->recovery, sizeof(s->recovery), "none");
+    s->k = 1;
+    s->seed = 7;
+    s->ntables = 2;
+    table_set(&s->tables[0], DENSE, "w", FLR_TABLE_DENSE, DENSE_DIM);
+    s->tables[0].init = FLR_INIT_ZEROS;
+    table_set(&s->tables[1], SPARSE, "emb", FLR_TABLE_SPARSE, SPARSE_DIM);
+    s->tables[1].init = FLR_INIT_UNIFORM;
+    s->tables[1].init_scale = 0.5f;
+    s->tables[1].seed = 42;
+    if (flr_spec_validate(s, why, sizeof(why)) != 0)
+        fail_msg("test spec is invalid: %s", why);
+}
+
+static void shard_reopen(struct fixture *f)
+{
+    flr_shard_close(f->sh);
+    f->sh = NULL;
+    assert_int_equal(flr_shard_open(&f->sh, &f->spec, 0, EPOCH, SELF), 0);
+}
+
+static int setup_with(void **state, enum flr_consistency c, uint32_t staleness)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    char why[256];
+
+    assert_non_null(f);
+    pthread_mutex_init(&f->mu, NULL);
+    pthread_cond_init(&f->cv, NULL);
+    msgpack_zone_init(&f->zone, 4096);
+    msgpack_zone_init(&f->rzone, 4096);
+    flr_proto_limits_default(&f->lim);
+    spec_set(&f->spec, c, staleness);
+    assert_int_equal(flr_shard_open(&f->sh, &f->spec, 0, EPOCH, SELF), 0);
+    if (flr_rep_open(&f->rep, "tcp://127.0.0.1:0", 16, 1 << 20, on_request, f, why, sizeof(why)) !=
+        0)
+        fail_msg("%s", why);
+    if (flr_conn_open(&f->conn, flr_rep_url(f->rep), 1 << 20, why, sizeof(why)) != 0)
+        fail_msg("%s", why);
+    *state = f;
+    return 0;
+}
+
+static int setup_asp(void **state)
+{
+    return setup_with(state, FLR_ASP, 0);
+}
+
+static int setup_bsp(void **state)
+{
+    return setup_with(state, FLR_BSP, 0);
+}
+
+static int setup_ssp2(void **state)
+{
+    return setup_with(state, FLR_SSP, 2);
+}
+
+/* The server's order: the shard drops what it holds through the open transport, then the
+ * transport stops (no callback runs after that), then whatever was queued is freed. */
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+
+    flr_shard_close(f->sh);
+    flr_conn_close(f->conn);
+    flr_rep_close(f->rep);
+    while (f->qlen > 0) {
+        nng_msg_free(f->q[f->qhead].msg);
+        f->qhead = (f->qhead + 1) % QCAP;
+        f->qlen--;
+    }
+    msgpack_zone_destroy(&f->zone);
+    msgpack_zone_destroy(&f->rzone);
+    pthread_cond_destroy(&f->cv);
+    pthread_mutex_destroy(&f->mu);
+    free(f);
+    return 0;
+}
+
+/* ---- ASP ------------------------------------------------------------------------------ */
+
+static void asp_push_applies_at_once_and_pull_sees_it(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t keys[2] = {flr_key(DENSE, 1), flr_key(DENSE, 5)};
+    const float g[6] = {1.0f, -2.0f, 0.5f, 3.0f, 0.25f, -8.0f};
+    const float h[6] = {0.5f, 0.5f, 0.5f, -1.0f, -1.0f, -1.0f};
+    struct reply r;
+
+    pull_ok(f, 0, DENSE, 0, keys, 2, &r);
+    assert_int_equal(r.nvals, 6);
+    for (int i = 0; i < 6; i++)
+        assert_true(r.vals[i] == 0.0f);
+    assert_int_equal(r.stamp, 0);
+
+    push_ok(f, 0, DENSE, 0, keys, 2, g, 6);
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    pull_ok(f, 1, DENSE, 0, keys, 2, &r);
+    assert_int_equal(r.stamp, 1);
+    for (int i = 0; i < 6; i++)
+        assert_true(r.vals[i] == 0.0f - g[i]);
+
+    push_ok(f, 2, DENSE, 0, keys, 2, h, 6);
+    assert_int_equal(flr_shard_stamp(f->sh), 2);
+    pull_ok(f, 0, DENSE, 0, keys, 2, &r);
+    assert_int_equal(r.stamp, 2);
+    for (int i = 0; i < 6; i++)
+        assert_true(r.vals[i] == (0.0f - g[i]) - h[i]);
+
+    assert_int_equal(flr_shard_stats(f->sh)->pushes, 2);
+    assert_int_equal(flr_shard_stats(f->sh)->pulls, 3);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected, 0);
+}
+
+static void asp_sparse_pull_returns_initial_row_minus_gradient(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t keys[2] = {flr_key(SPARSE, 7), flr_key(SPARSE, 123456789)};
+    const float g[4] = {0.125f, -0.5f, 1.0f, 2.0f};
+    const struct flr_table_spec *ts = flr_spec_table(&f->spec, SPARSE);
+    float init[4];
+    struct reply r;
+
+    flr_table_init_row(ts, 7, init);
+    flr_table_init_row(ts, 123456789, init + 2);
+    /* The initial row must be non-trivial for the comparison to mean anything. */
+    assert_true(init[0] != 0.0f || init[1] != 0.0f);
+
+    push_ok(f, 1, SPARSE, 0, keys, 2, g, 4);
+    pull_ok(f, 0, SPARSE, 0, keys, 2, &r);
+    assert_int_equal(r.nvals, 4);
+    assert_int_equal(r.stamp, 1);
+    for (int i = 0; i < 4; i++)
+        assert_true(r.vals[i] == init[i] - g[i]);
+}
+
+static void asp_pull_ahead_of_every_clock_is_answered_at_once(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 0);
+    struct reply r;
+
+    pull_ok(f, 0, DENSE, 1000, &key, 1, &r);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+    assert_int_equal(flr_shard_stats(f->sh)->held_pulls, 0);
+}
+
+/* ---- BSP ------------------------------------------------------------------------------ */
+
+static void bsp_pull_is_held_until_every_worker_clocks_then_sees_all_pushes(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 2);
+    const float g[NWORKERS][DENSE_DIM] = {{1, 2, 3}, {10, 20, 30}, {100, 200, 300}};
+    struct pending pull;
+    struct reply r;
+    uint64_t stamp;
+    const float *row;
+
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        push_ok(f, w, DENSE, 0, &key, 1, g[w], DENSE_DIM);
+    /* Held pushes change nothing before their clock closes. */
+    row = flr_tshard_peek(flr_store_table(flr_shard_store(f->sh), DENSE), 2, &stamp, NULL);
+    assert_non_null(row);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(row[j] == 0.0f);
+    assert_int_equal(flr_shard_stamp(f->sh), 0);
+
+    pending_init(&pull);
+    pending_start(f, &pull, mk_pull(f, 0, DENSE, 1, &key, 1));
+    serve_until_held(f, 1);
+
+    clock_ok(f, 0, 1);
+    clock_ok(f, 1, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+    assert_int_equal(flr_shard_stats(f->sh)->held_pulls, 1);
+    assert_false(pending_is_done(&pull));
+
+    clock_ok(f, 2, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 1);
+    pending_finish(f, &pull, &r);
+    flr_call_fini(&pull.call);
+    assert_int_equal(r.type, FLR_MSG_PULL_REPLY);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.nvals, DENSE_DIM);
+    /* One optimizer step for the whole clock: the stamp counts clocks, not pushes. */
+    assert_int_equal(r.stamp, 1);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(r.vals[j] == 0.0f - ((g[0][j] + g[1][j]) + g[2][j]));
+    assert_int_equal(flr_shard_stats(f->sh)->held_pulls, 0);
+}
+
+/* Runs one BSP clock with the pushes arriving in the given worker order and returns the
+ * row the shard ends with. */
+static void bsp_run_clock(struct fixture *f, const uint32_t order[NWORKERS],
+                          const float g[NWORKERS][DENSE_DIM], float out[DENSE_DIM])
+{
+    const uint64_t key = flr_key(DENSE, 4);
+    struct reply r;
+
+    for (int i = 0; i < NWORKERS; i++)
+        push_ok(f, order[i], DENSE, 0, &key, 1, g[order[i]], DENSE_DIM);
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    pull_ok(f, 0, DENSE, 1, &key, 1, &r);
+    assert_int_equal(r.nvals, DENSE_DIM);
+    memcpy(out, r.vals, sizeof(float) * DENSE_DIM);
+}
+
+static void bsp_result_does_not_depend_on_push_arrival_order(void **state)
+{
+    struct fixture *f = *state;
+    /* Float addition is not associative at these magnitudes: 1e8 + 1 == 1e8. Column 0
+     * differs from the worker-order sum when summed in order 2, 1, 0, column 1 when summed
+     * in order 0, 2, 1. */
+    const float g[NWORKERS][DENSE_DIM] = {
+        {1.0f, 1e8f, 0.5f},
+        {1e8f, 1.0f, 0.25f},
+        {-1e8f, -1e8f, 2.0f},
+    };
+    const uint32_t worker2_first[NWORKERS] = {2, 1, 0};
+    const uint32_t worker0_first[NWORKERS] = {0, 2, 1};
+    float a[DENSE_DIM], b[DENSE_DIM], want[DENSE_DIM];
+    int differs_a = 0, differs_b = 0;
+
+    for (int j = 0; j < DENSE_DIM; j++) {
+        volatile float sum = g[0][j];
+        volatile float sa = g[2][j], sb = g[0][j];
+        sum += g[1][j];
+        sum += g[2][j];
+        want[j] = 0.0f - 1.0f * sum;
+        sa += g[1][j];
+        sa += g[0][j];
+        sb += g[2][j];
+        sb += g[1][j];
+        differs_a |= sa != sum;
+        differs_b |= sb != sum;
+    }
+    /* Both arrival orders would give another row if the shard summed as pushes arrive. */
+    assert_true(differs_a);
+    assert_true(differs_b);
+
+    bsp_run_clock(f, worker2_first, g, a);
+    shard_reopen(f);
+    bsp_run_clock(f, worker0_first, g, b);
+
+    assert_memory_equal(a, b, sizeof(a));
+    assert_memory_equal(a, want, sizeof(a));
+}
+
+static void bsp_push_for_a_closed_clock_is_rejected(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float late[DENSE_DIM] = {5, 5, 5}, ok[DENSE_DIM] = {1, 2, 3};
+    struct reply r;
+
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 1);
+
+    rpc(f, mk_push(f, 0, DENSE, 0, &key, 1, late, DENSE_DIM), &r);
+    assert_int_equal(r.type, FLR_MSG_PUSH_REPLY);
+    assert_int_equal(r.status, FLR_EBAD_REQUEST);
+    assert_non_null(strstr(r.reason, "closed"));
+    assert_int_equal(flr_shard_stats(f->sh)->rejected_by[FLR_EBAD_REQUEST], 1);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected, 1);
+
+    /* A push for the open clock is still accepted, and only it is applied. */
+    push_ok(f, 0, DENSE, 1, &key, 1, ok, DENSE_DIM);
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 2);
+    pull_ok(f, 1, DENSE, 2, &key, 1, &r);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(r.vals[j] == 0.0f - ok[j]);
+}
+
+static void bsp_push_for_a_closed_clock_is_not_counted_as_a_push(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float late[DENSE_DIM] = {5, 5, 5};
+    struct reply r;
+
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    rpc(f, mk_push(f, 0, DENSE, 0, &key, 1, late, DENSE_DIM), &r);
+    assert_int_equal(r.status, FLR_EBAD_REQUEST);
+    /* A rejected push was not applied; the other rejections leave these counters alone. */
+    assert_int_equal(flr_shard_stats(f->sh)->pushes, 0);
+    assert_int_equal(flr_shard_stats(f->sh)->keys_pushed, 0);
+}
+
+/* ---- SSP ------------------------------------------------------------------------------ */
+
+static void ssp_pull_is_answered_within_staleness_and_held_beyond(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 0);
+    struct pending held;
+    struct reply r;
+
+    /* min_clock 0, staleness 2: a pull at clock 2 is within the bound, one at 3 is not. */
+    pull_ok(f, 0, DENSE, 2, &key, 1, &r);
+
+    pending_init(&held);
+    pending_start(f, &held, mk_pull(f, 0, DENSE, 3, &key, 1));
+    serve_until_held(f, 1);
+    clock_ok(f, 0, 1);
+    clock_ok(f, 1, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+    assert_false(pending_is_done(&held));
+
+    clock_ok(f, 2, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 1);
+    pending_finish(f, &held, &r);
+    flr_call_fini(&held.call);
+    assert_int_equal(r.type, FLR_MSG_PULL_REPLY);
+    assert_int_equal(r.status, 0);
+
+    /* At min_clock 1 a pull at clock 3 no longer waits. */
+    pull_ok(f, 1, DENSE, 3, &key, 1, &r);
+    assert_int_equal(flr_shard_stats(f->sh)->held_pulls, 0);
+}
+
+static void ssp_push_applies_on_arrival(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 6);
+    const float g[DENSE_DIM] = {1, 2, 3};
+    struct reply r;
+
+    push_ok(f, 2, DENSE, 0, &key, 1, g, DENSE_DIM);
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    pull_ok(f, 0, DENSE, 0, &key, 1, &r);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(r.vals[j] == 0.0f - g[j]);
+}
+
+/* ---- rejections ----------------------------------------------------------------------- */
+
+/* What a rejection must not change. */
+struct snapshot {
+    float dense[DENSE_ROWS * DENSE_DIM];
+    uint64_t stamps[DENSE_ROWS];
+    uint64_t stamp, rows, pushes, pulls, clocks, keys_pushed;
+    int64_t min_clock;
+};
+
+static void snapshot_take(struct fixture *f, struct snapshot *s)
+{
+    struct flr_tshard *t = flr_store_table(flr_shard_store(f->sh), DENSE);
+    const struct flr_shard_stats *st = flr_shard_stats(f->sh);
+
+    memset(s, 0, sizeof(*s));
+    for (uint64_t row = 0; row < DENSE_ROWS; row++) {
+        const float *v = flr_tshard_peek(t, row, &s->stamps[row], NULL);
+        assert_non_null(v);
+        memcpy(&s->dense[row * DENSE_DIM], v, sizeof(float) * DENSE_DIM);
+    }
+    s->stamp = flr_shard_stamp(f->sh);
+    s->rows = flr_store_rows(flr_shard_store(f->sh));
+    s->min_clock = flr_shard_min_clock(f->sh);
+    s->pushes = st->pushes;
+    s->pulls = st->pulls;
+    s->clocks = st->clocks;
+    s->keys_pushed = st->keys_pushed;
+}
+
+/* Gives the shard some state so that "unchanged" means something. */
+static void rejection_prepare(struct fixture *f, struct snapshot *before)
+{
+    const uint64_t keys[2] = {flr_key(DENSE, 1), flr_key(DENSE, 2)};
+    const uint64_t skey = flr_key(SPARSE, 99);
+    const float g[6] = {1, 2, 3, 4, 5, 6}, sg[2] = {1, 1};
+
+    push_ok(f, 0, DENSE, 0, keys, 2, g, 6);
+    push_ok(f, 1, SPARSE, 0, &skey, 1, sg, 2);
+    snapshot_take(f, before);
+}
+
+/* Sends req, expects it rejected with code, and checks the shard is as before. */
+static void expect_rejected(struct fixture *f, nng_msg *req, int type, int code,
+                            const struct snapshot *before)
+{
+    const struct flr_shard_stats *st = flr_shard_stats(f->sh);
+    uint64_t total = st->rejected, by_code = st->rejected_by[code];
+    struct snapshot after;
+    struct reply r;
+
+    rpc(f, req, &r);
+    assert_int_equal(r.type, type);
+    if (r.status != code)
+        fail_msg("expected %s, got %s (%s)", flr_errname(code), flr_errname(r.status), r.reason);
+    assert_true(r.reason[0] != '\0');
+    assert_int_equal(st->rejected, total + 1);
+    assert_int_equal(st->rejected_by[code], by_code + 1);
+    snapshot_take(f, &after);
+    assert_memory_equal(&after, before, sizeof(after));
+}
+
+static void push_with_nan_gradient_is_rejected_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t keys[2] = {flr_key(DENSE, 1), flr_key(DENSE, 3)};
+    const float g[6] = {1, 2, 3, 4, NAN, 6}, ginf[6] = {INFINITY, 0, 0, 0, 0, 0};
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, keys, 2, g, 6), FLR_MSG_PUSH_REPLY, FLR_ENAN_GRAD,
+                    &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, keys, 2, ginf, 6), FLR_MSG_PUSH_REPLY, FLR_ENAN_GRAD,
+                    &before);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected_by[FLR_ENAN_GRAD], 2);
+}
+
+static void push_with_wrong_value_length_is_rejected_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t keys[2] = {flr_key(DENSE, 1), flr_key(DENSE, 3)};
+    const float g[4] = {1, 2, 3, 4}; /* two floats per key; the table's rows have three */
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, keys, 2, g, 4), FLR_MSG_PUSH_REPLY, FLR_EVALUE_LEN,
+                    &before);
+}
+
+static void key_out_of_range_is_rejected_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t past_end[2] = {flr_key(DENSE, 1), flr_key(DENSE, DENSE_ROWS)};
+    const uint64_t other_table = flr_key(SPARSE, 1);
+    const float g[6] = {1, 2, 3, 4, 5, 6};
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, past_end, 2, g, 6), FLR_MSG_PUSH_REPLY,
+                    FLR_EKEY_RANGE, &before);
+    /* A key of another table, sent as one of this table's keys. */
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, &other_table, 1, g, 3), FLR_MSG_PUSH_REPLY,
+                    FLR_EKEY_RANGE, &before);
+    expect_rejected(f, mk_pull(f, 0, DENSE, 0, past_end, 2), FLR_MSG_PULL_REPLY, FLR_EKEY_RANGE,
+                    &before);
+}
+
+static void unsorted_keys_are_rejected_and_change_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t down[2] = {flr_key(DENSE, 3), flr_key(DENSE, 1)};
+    const uint64_t dup[2] = {flr_key(DENSE, 2), flr_key(DENSE, 2)};
+    const uint64_t sparse_down[2] = {flr_key(SPARSE, 500), flr_key(SPARSE, 400)};
+    const float g[6] = {1, 2, 3, 4, 5, 6};
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, down, 2, g, 6), FLR_MSG_PUSH_REPLY, FLR_EUNSORTED,
+                    &before);
+    expect_rejected(f, mk_push(f, 0, DENSE, 0, dup, 2, g, 6), FLR_MSG_PUSH_REPLY, FLR_EUNSORTED,
+                    &before);
+    /* A rejected sparse pull creates no rows. */
+    expect_rejected(f, mk_pull(f, 0, SPARSE, 0, sparse_down, 2), FLR_MSG_PULL_REPLY, FLR_EUNSORTED,
+                    &before);
+}
+
+static void unknown_table_is_rejected_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(9, 0);
+    const float g[3] = {1, 2, 3};
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_push(f, 0, 9, 0, &key, 1, g, 3), FLR_MSG_PUSH_REPLY, FLR_EUNKNOWN_TABLE,
+                    &before);
+    expect_rejected(f, mk_pull(f, 0, 9, 0, &key, 1), FLR_MSG_PULL_REPLY, FLR_EUNKNOWN_TABLE,
+                    &before);
+}
+
+static void clock_or_push_from_unknown_worker_is_rejected_and_changes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 1);
+    const float g[3] = {1, 2, 3};
+    struct snapshot before;
+
+    rejection_prepare(f, &before);
+    expect_rejected(f, mk_clock(f, NWORKERS, 1), FLR_MSG_CLOCK_REPLY, FLR_EBAD_REQUEST, &before);
+    expect_rejected(f, mk_clock(f, UINT32_MAX, 1), FLR_MSG_CLOCK_REPLY, FLR_EBAD_REQUEST, &before);
+    expect_rejected(f, mk_clock(f, 0, -1), FLR_MSG_CLOCK_REPLY, FLR_EBAD_REQUEST, &before);
+    expect_rejected(f, mk_push(f, NWORKERS, DENSE, 0, &key, 1, g, 3), FLR_MSG_PUSH_REPLY,
+                    FLR_EBAD_REQUEST, &before);
+}
+
+static void bsp_rejections_hold_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 1);
+    const float bad[3] = {NAN, 0, 0}, g[3] = {1, 2, 3};
+    struct reply r;
+
+    /* Under BSP a valid push is held; a bad one must not be, or the clock would apply it. */
+    rpc(f, mk_push(f, 0, DENSE, 0, &key, 1, bad, 3), &r);
+    assert_int_equal(r.status, FLR_ENAN_GRAD);
+    rpc(f, mk_clock(f, NWORKERS, 1), &r);
+    assert_int_equal(r.status, FLR_EBAD_REQUEST);
+    push_ok(f, 1, DENSE, 0, &key, 1, g, 3);
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    pull_ok(f, 0, DENSE, 1, &key, 1, &r);
+    for (int j = 0; j < 3; j++)
+        assert_true(r.vals[j] == 0.0f - g[j]);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected_by[FLR_ENAN_GRAD], 1);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected_by[FLR_EBAD_REQUEST], 1);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected, 2);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------ */
+
+static void close_with_held_pull_and_push_releases_them(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 0);
+    const float g[3] = {1, 2, 3};
+    struct pending held;
+    struct reply r;
+
+    push_ok(f, 0, DENSE, 0, &key, 1, g, 3); /* held until clock 1 closes */
+    pending_init(&held);
+    flr_call_start(&held.call, f->conn, mk_pull(f, 0, DENSE, 1, &key, 1), 300, NULL);
+    serve_until_held(f, 1);
+
+    /* The shard drops the pull without answering: the caller times out. */
+    flr_shard_close(f->sh);
+    f->sh = NULL;
+    for (int64_t deadline = flr_now_ms() + WAIT_MS; !pending_is_done(&held);) {
+        assert_true(flr_now_ms() < deadline);
+        serve_one(f, 10); /* nothing may arrive: there is no shard to hand it to */
+    }
+    assert_int_equal(held.call.rv, FLR_ETIMEOUT);
+    assert_null(held.call.reply);
+    flr_call_fini(&held.call);
+
+    /* The dropped request's context serves again. */
+    assert_int_equal(flr_shard_open(&f->sh, &f->spec, 0, EPOCH, SELF), 0);
+    pull_ok(f, 0, DENSE, 0, &key, 1, &r);
+    for (int j = 0; j < 3; j++)
+        assert_true(r.vals[j] == 0.0f);
+}
+
+static void close_with_held_pull_is_clean_at_teardown(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 0);
+    const float g[3] = {1, 2, 3};
+    struct pending held;
+
+    push_ok(f, 1, DENSE, 0, &key, 1, g, 3);
+    pending_init(&held);
+    pending_start(f, &held, mk_pull(f, 0, DENSE, 1, &key, 1));
+    serve_until_held(f, 1);
+    /* Abandon the call; teardown closes the shard while it still holds the pull. */
+    flr_call_fini(&held.call);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(asp_push_applies_at_once_and_pull_sees_it, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(asp_sparse_pull_returns_initial_row_minus_gradient,
+                                        setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(asp_pull_ahead_of_every_clock_is_answered_at_once,
+                                        setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(
+            bsp_pull_is_held_until_every_worker_clocks_then_sees_all_pushes, setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(bsp_result_does_not_depend_on_push_arrival_order, setup_bsp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bsp_push_for_a_closed_clock_is_rejected, setup_bsp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bsp_push_for_a_closed_clock_is_not_counted_as_a_push,
+                                        setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(ssp_pull_is_answered_within_staleness_and_held_beyond,
+                                        setup_ssp2, teardown),
+        cmocka_unit_test_setup_teardown(ssp_push_applies_on_arrival, setup_ssp2, teardown),
+        cmocka_unit_test_setup_teardown(push_with_nan_gradient_is_rejected_and_changes_nothing,
+                                        setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(
+            push_with_wrong_value_length_is_rejected_and_changes_nothing, setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(key_out_of_range_is_rejected_and_changes_nothing, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(unsorted_keys_are_rejected_and_change_nothing, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(unknown_table_is_rejected_and_changes_nothing, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            clock_or_push_from_unknown_worker_is_rejected_and_changes_nothing, setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(bsp_rejections_hold_nothing, setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(close_with_held_pull_and_push_releases_them, setup_bsp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(close_with_held_pull_is_clean_at_teardown, setup_bsp,
+                                        teardown),
+    };
+    int rv;
+
+    /* Rejections are logged as warnings; the tests check them through the counters. */
+    flr_log_init("test_shard", LOG_ERR);
+    rv = cmocka_run_group_tests(tests, NULL, NULL);
+    /* Releases nng's global threads and buffers so that valgrind sees no leak. */
+    nng_fini();
+    return rv;
+}
