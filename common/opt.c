@@ -112,10 +112,15 @@ static int opt_parse_bool(const char *v, int *out)
     return -1;
 }
 
-/* Formats a numeric bound: integral values without a fraction, others as %g. */
+/* Formats a numeric bound: integral values without a fraction, others as %g; the 64-bit
+ * integer limits read as what they mean. */
 static void opt_fmt_bound(char *buf, size_t len, double b)
 {
-    if (b == floor(b) && fabs(b) < 9.0e15)
+    if (b >= 9.2e18)
+        snprintf(buf, len, "max");
+    else if (b <= -9.2e18)
+        snprintf(buf, len, "min");
+    else if (b == floor(b) && fabs(b) < 9.0e15)
         snprintf(buf, len, "%.0f", b);
     else
         snprintf(buf, len, "%g", b);

@@ -300,7 +300,7 @@ int flr_spec_validate(const struct flr_job_spec *s, char *why, size_t whylen)
         (rv = spec_check_name("model", s->model, sizeof(s->model), 1, why, whylen)) != 0)
         return rv;
     if ((int)s->consistency < 0 || (int)s->consistency >= SPEC_NAMES_LEN(spec_cons_names)) {
-        spec_why(why, whylen, "consistency: unknown model %d", (int)s->consistency);
+        spec_why(why, whylen, "consistency: unknown consistency model %d", (int)s->consistency);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_u32("staleness", s->staleness, 0, SPEC_MAX_STALENESS, why, whylen)) ||
