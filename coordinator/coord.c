@@ -44,7 +44,7 @@ int coord_build_spec(const struct coord_cfg *cfg, struct flr_job_spec *spec, cha
     mc.hidden = (uint32_t)cfg->hidden;
     mc.hash_bits = 22;
     mc.seed = (uint64_t)cfg->seed;
-    mc.optim = cfg->optimizer ? (enum flr_optim_kind)(cfg->optimizer - 1) : FLR_OPT_ADAGRAD;
+    mc.optim = cfg->optimizer ? (enum flr_optim_kind)(cfg->optimizer - 1) : ops->default_optim;
     mc.lr = (float)cfg->lr;
     if ((rv = ops->tables(&mc, spec->tables, &spec->ntables)) != 0) {
         snprintf(why, whylen, "model %s: cannot describe its tables", cfg->model);
@@ -386,7 +386,8 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
         json_object_set_new(report, "lr", json_real(c->spec.tables[0].lr));
         json_object_set_new(report, "failures", json_array());
         json_object_set(report, "worker_results", workers);
-        if (c->cfg.report[0] && json_dump_file(report, c->cfg.report, JSON_INDENT(2)) != 0) {
+        if (c->cfg.report[0] &&
+            json_dump_file(report, c->cfg.report, JSON_INDENT(2) | JSON_REAL_PRECISION(8)) != 0) {
             snprintf(why, whylen, "cannot write the report to %s", c->cfg.report);
             rv = FLR_EIO;
         }

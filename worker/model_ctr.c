@@ -335,6 +335,7 @@ static const struct flr_model_ops ctr_ops = {
     .name = "ctr",
     .data = FLR_DATA_CTR,
     .nout = 1,
+    .default_optim = FLR_OPT_ADAGRAD,
     .tables = ctr_tables,
     .alloc = ctr_alloc,
     .free = ctr_free,

@@ -245,6 +245,7 @@ static const struct flr_model_ops sm_ops = {
     .name = "softmax",
     .data = FLR_DATA_FMNIST,
     .nout = SM_OUT,
+    .default_optim = FLR_OPT_ADAGRAD,
     .tables = sm_tables,
     .alloc = sm_alloc,
     .free = sm_free,
