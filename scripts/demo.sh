@@ -14,7 +14,8 @@
 #   --workers N           workers (default 4)
 #   --shards N            shards (default 4 per server)
 #   --epochs N            passes over the data (default: softmax 5, mlp 10, ctr 2)
-#   --batch N             samples per iteration per worker (default 32; ctr 512)
+#   --batch N             samples per iteration per worker (default: softmax 32, mlp 16,
+#                         ctr 512)
 #   --optimizer NAME      sgd, momentum, adagrad or adam (default: the model's)
 #   --lr RATE             learning rate (default: the model's)
 #   --rows N              ctr: synthetic training rows to generate (default 1000000)
@@ -57,7 +58,7 @@ while [ $# -gt 0 ]; do
 done
 case "$model" in
 softmax) epochs=${epochs:-5}; batch=${batch:-32} ;;
-mlp) epochs=${epochs:-10}; batch=${batch:-32} ;;
+mlp) epochs=${epochs:-10}; batch=${batch:-16} ;;
 ctr) epochs=${epochs:-2}; batch=${batch:-512} ;;
 *) echo "demo.sh: --model must be softmax, mlp or ctr (got '$model')" >&2; exit 2 ;;
 esac
@@ -116,15 +117,18 @@ echo "demo: training $model ($consistency) on $servers servers x $workers worker
 
 # Show worker 0's per-epoch lines while the job runs.
 shown=0
-while cluster_alive coordinator; do
-    if [ -f "$work/worker0.log" ]; then
-        n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
-        if [ "$n" -gt "$shown" ]; then
-            grep 'wrk.epoch' "$work/worker0.log" | sed -n "$((shown + 1)),${n}p" |
-                sed 's/.*wrk.epoch /demo: /' >&2
-            shown=$n
-        fi
+show_epochs() {
+    local n
+    [ -f "$work/worker0.log" ] || return 0
+    n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
+    if [ "$n" -gt "$shown" ]; then
+        grep 'wrk.epoch' "$work/worker0.log" | sed -n "$((shown + 1)),${n}p" |
+            sed 's/.*wrk.epoch /demo: /' >&2
+        shown=$n
     fi
+}
+while cluster_alive coordinator; do
+    show_epochs
     for name in "${!CLUSTER_PID[@]}"; do
         case "$name" in worker* | server*) ;; *) continue ;; esac
         if ! cluster_alive "$name"; then
@@ -139,6 +143,7 @@ while cluster_alive coordinator; do
     sleep 0.5
 done
 cluster_wait coordinator 5 || true
+show_epochs
 if [ "$CLUSTER_RC" -ne 0 ]; then
     echo "demo: the coordinator failed:" >&2
     tail -n 20 "$work/coordinator.log" >&2

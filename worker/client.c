@@ -78,6 +78,7 @@ struct flr_op {
     uint64_t *rkeys;
     float *rgrads;
     uint32_t *shard_of;
+    uint32_t *count;       /* num_shards + 1 counters for the counting sort */
     size_t scratch_cap;    /* keys */
     size_t grads_cap;      /* floats */
     struct chunk **chunks; /* each allocated once: nng holds pointers to their calls */
@@ -173,7 +174,8 @@ static int cl_read_map(struct flr_client *c)
 
     for (uint32_t i = 0; i < c->spec.num_shards; i++) {
         flr_job_node(path, sizeof(path), c->job, "shards", i);
-        if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL)) != 0)
+        /* Leave a watch: a changed record is re-read before the next request is routed. */
+        if ((rv = flr_zk_get(c->zk, path, 1, &data, &len, NULL, NULL)) != 0)
             return cl_fail(c, rv, "reading shard record: %s", flr_strerror(rv));
         rv = flr_shard_rec_from_json(&c->shards[i], data, (size_t)len);
         free(data);
@@ -181,7 +183,7 @@ static int cl_read_map(struct flr_client *c)
             return cl_fail(c, rv, "%s", "unreadable shard record");
     }
     flr_job_path(path, sizeof(path), c->job, "/servers");
-    if ((rv = flr_zk_children(c->zk, path, 0, &names, &n)) != 0)
+    if ((rv = flr_zk_children(c->zk, path, 1, &names, &n)) != 0)
         return cl_fail(c, rv, "listing servers: %s", flr_strerror(rv));
     for (int i = 0; i < n; i++) {
         struct flr_server_rec srv;
@@ -328,6 +330,7 @@ static void cl_op_free(struct flr_op *op)
     free(op->rkeys);
     free(op->rgrads);
     free(op->shard_of);
+    free(op->count);
     flr_waitgroup_free(op->wg);
     free(op);
 }
@@ -565,13 +568,16 @@ static int cl_op_route(struct flr_op *op, const uint64_t *keys, uint32_t n, cons
     }
     /* Stable counting sort by shard: keys stay sorted within each shard. */
     {
-        uint32_t *count = calloc((size_t)S + 1, sizeof(*count));
-        if (!count)
-            return FLR_ENOMEM;
-        if (grads && (rv = cl_grow(op, n, 1)) != 0) {
-            free(count);
-            return rv;
+        uint32_t *count;
+        if (!op->count) {
+            /* One counter per shard, kept with the op: the shard count never changes. */
+            if (!(op->count = malloc(((size_t)S + 1) * sizeof(*op->count))))
+                return FLR_ENOMEM;
         }
+        count = op->count;
+        memset(count, 0, ((size_t)S + 1) * sizeof(*count));
+        if (grads && (rv = cl_grow(op, n, 1)) != 0)
+            return rv;
         for (i = 0; i < n; i++)
             count[op->shard_of[i] + 1]++;
         for (uint32_t s = 0; s < S; s++)
@@ -584,7 +590,6 @@ static int cl_op_route(struct flr_op *op, const uint64_t *keys, uint32_t n, cons
                 memcpy(op->rgrads + (size_t)pos * op->dim, grads + (size_t)i * op->dim,
                        op->dim * sizeof(float));
         }
-        free(count);
     }
     op->perm = op->perm_buf;
     op->keys = op->rkeys;
@@ -744,6 +749,20 @@ static int cl_op_finish(struct flr_op *op)
     return rv;
 }
 
+/* Re-reads the shard map when a watch says it changed (or the session reconnected, which
+ * may have lost watch events).  Costs one non-blocking queue poll when nothing changed. */
+static void cl_follow_map(struct flr_client *c)
+{
+    struct flr_zk_event ev;
+    int changed = 0;
+
+    while (flr_zk_next_event(c->zk, &ev, 0) == 0)
+        if (ev.kind != FLR_ZK_EV_DISCONNECTED)
+            changed = 1;
+    if (changed)
+        (void)cl_read_map(c); /* on failure the old map stays; requests will retry */
+}
+
 static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64_t *keys,
                     uint32_t n, float *vals, const float *grads, struct flr_op **opp)
 {
@@ -753,6 +772,7 @@ static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64
 
     if (!t)
         return cl_fail(c, FLR_EUNKNOWN_TABLE, "%s", "unknown table");
+    cl_follow_map(c);
     if (!(op = cl_op_get(c)))
         return FLR_ENOMEM;
     op->kind = kind;

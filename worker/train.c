@@ -321,7 +321,7 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
         json_object_set_new(res, "test_samples", json_integer(test.n));
     }
     json_object_set(res, "curve", curve);
-    *result_json = json_dumps(res, JSON_COMPACT);
+    *result_json = json_dumps(res, JSON_COMPACT | JSON_REAL_PRECISION(8));
     json_decref(res);
     rv = *result_json ? 0 : FLR_ENOMEM;
     (void)loss_sum;
