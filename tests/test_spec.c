@@ -404,7 +404,7 @@ static const char *mutate(struct flr_job_spec *s, int i)
         return "tables[0].optim: unknown optimizer 9";
     case 34:
         s->consistency = (enum flr_consistency)3;
-        return "consistency: unknown model 3";
+        return "consistency: unknown consistency model 3";
     case 35:
         t->init_scale = -1;
         return "tables[0].init_scale: -1 is out of range";
