@@ -387,6 +387,9 @@ int flr_msg_to_nng(nng_msg **out, const struct flr_msg *m, void **vals_out)
     size_t size = flr_msg_encoded_size(m);
     nng_msg *msg;
 
+    /* nng 1.5 zeroes every message body it allocates, whether for nng_msg_alloc(),
+     * nng_msg_reserve(), nng_msg_realloc() or nng_msg_append(): one allocation of the final
+     * size, encoded into in place, is the least it can cost. */
     if (nng_msg_alloc(&msg, size) != 0)
         return FLR_ENOMEM;
     flr_msg_encode_into(m, nng_msg_body(msg), vals_out);

@@ -44,9 +44,17 @@
 #define TSH_DENSE_SHIFT        32
 #define TSH_MAP_MIN_CAP        16
 #define TSH_GROW_MIN           16
+/* Floats an element-wise update copies into scratch at a time: small enough for the copy
+ * to stay in the L1 cache until the optimizer reads it. */
+#define TSH_BLOCK 1024u
+/* The most floats one optimizer call is given (its length is a uint32_t). */
+#define TSH_SPAN_MAX ((size_t)1 << 30)
 /* Sparse keys of one shard share flr_mix64(key) % S, so the map hashes with a salt to
  * keep its slots independent of the placement. */
 #define TSH_HASH_SALT 0x6a09e667f3bcc909ULL
+
+/* The bits of four floats: GCC and Clang keep it in a SIMD register where there is one. */
+typedef uint32_t tsh_u32x4 __attribute__((vector_size(16)));
 
 /* A map slot is live when its gen equals the map's gen. */
 struct tsh_slot {
@@ -90,7 +98,8 @@ struct flr_tshard {
     uint64_t chunk_mask;
     struct tsh_map index; /* sparse: row -> ridx */
 
-    float *scratch; /* dim floats, aligned: one gradient row */
+    float *scratch; /* scratch_len = max(dim, TSH_BLOCK) floats, aligned */
+    size_t scratch_len;
     uint32_t *ridx; /* the rows of the current call, resolved */
     size_t ridx_cap;
 
@@ -338,6 +347,42 @@ static int tsh_resolve(struct flr_tshard *t, const unsigned char *keys, uint32_t
     return 0;
 }
 
+/* Returns how many keys from the i-th on name consecutive rows (at least 1). */
+static uint32_t tsh_run(const unsigned char *keys, uint32_t i, uint32_t n)
+{
+    const uint64_t row = flr_key_row(flr_load_u64(keys + (size_t)i * 8));
+    uint32_t run = 1;
+
+    while (i + run < n && flr_key_row(flr_load_u64(keys + (size_t)(i + run) * 8)) == row + run)
+        run++;
+    return run;
+}
+
+/* Copies n floats from a wire blob to dst.  Not one memcpy: GCC expands a memcpy whose
+ * length it knows to be bounded into rep movsq, which is slow from a misaligned source, and
+ * wire blobs mostly are misaligned.  This loop becomes vector moves or a library call. */
+static void tsh_copy_in(float *restrict dst, const unsigned char *restrict src, size_t n)
+{
+    size_t i = 0;
+
+    for (; n - i >= 4; i += 4) {
+        tsh_u32x4 v;
+        memcpy(&v, src + i * 4, sizeof(v));
+        memcpy(dst + i, &v, sizeof(v));
+    }
+    memcpy(dst + i, src + i * 4, (n - i) * sizeof(float));
+}
+
+/* Returns the gradient row at g (dim floats of a wire blob) as aligned floats: g itself
+ * when it is aligned for float, else a copy in scratch. */
+static const float *tsh_grad(struct flr_tshard *t, const unsigned char *g)
+{
+    if ((uintptr_t)g % _Alignof(float) == 0)
+        return (const float *)(const void *)g;
+    tsh_copy_in(t->scratch, g, t->dim);
+    return t->scratch;
+}
+
 /* Applies one gradient row (aligned) to row ridx and marks it with stamp. */
 static void tsh_update(struct flr_tshard *t, uint32_t ridx, const float *grad, uint64_t stamp)
 {
@@ -346,6 +391,56 @@ static void tsh_update(struct flr_tshard *t, uint32_t ridx, const float *grad, u
 
     t->ops->apply(&t->spec, c->vals + off * t->width, &c->steps[off], grad, t->dim);
     c->stamps[off] = stamp;
+}
+
+/*
+ * Applies len gradient floats at g (a wire blob) to the len floats at w as if they were one
+ * row.  Only for tables without slots: an optimizer that keeps no slots keeps no state per
+ * row besides the value (only Adam counts steps, and it has two slots), so its update is
+ * element-wise, and rows that lie back to back can be updated as one.
+ */
+static void tsh_apply_flat(struct flr_tshard *t, float *w, const unsigned char *g, size_t len)
+{
+    uint32_t steps = 0;
+
+    assert(t->width == t->dim);
+    while (len > 0) {
+        const float *grad;
+        size_t m;
+
+        if ((uintptr_t)g % _Alignof(float) == 0) {
+            m = len < TSH_SPAN_MAX ? len : TSH_SPAN_MAX;
+            grad = (const float *)(const void *)g;
+        } else {
+            m = len < TSH_BLOCK ? len : TSH_BLOCK;
+            tsh_copy_in(t->scratch, g, m);
+            grad = t->scratch;
+        }
+        t->ops->apply(&t->spec, w, &steps, grad, (uint32_t)m);
+        w += m;
+        g += m * sizeof(float);
+        len -= m;
+    }
+    assert(steps == 0);
+}
+
+/* Applies the gradients at g (a wire blob, one row after another) to the nrows dense rows
+ * from ridx on, and marks them with stamp. */
+static void tsh_apply_run(struct flr_tshard *t, uint32_t ridx, uint32_t nrows,
+                          const unsigned char *g, uint64_t stamp)
+{
+    struct tsh_chunk *c = &t->chunks[0];
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+
+    if (t->width == t->dim) {
+        tsh_apply_flat(t, c->vals + (size_t)ridx * t->width, g, (size_t)nrows * t->dim);
+    } else {
+        for (uint32_t r = 0; r < nrows; r++)
+            t->ops->apply(&t->spec, c->vals + (size_t)(ridx + r) * t->width, &c->steps[ridx + r],
+                          tsh_grad(t, g + r * rowbytes), t->dim);
+    }
+    for (uint32_t r = 0; r < nrows; r++)
+        c->stamps[ridx + r] = stamp;
 }
 
 /* ---- initial values ----------------------------------------------------------------- */
@@ -415,7 +510,8 @@ static int tsh_init(struct flr_tshard *t, const struct flr_store *s,
     if (spec->dim > UINT32_MAX / (1 + nslots))
         return FLR_EINVAL;
     t->width = (1 + nslots) * spec->dim;
-    if ((t->scratch = tsh_aligned((size_t)t->dim * sizeof(float))) == NULL)
+    t->scratch_len = t->dim > TSH_BLOCK ? t->dim : TSH_BLOCK;
+    if ((t->scratch = tsh_aligned(t->scratch_len * sizeof(float))) == NULL)
         return FLR_ENOMEM;
 
     if (spec->kind == FLR_TABLE_SPARSE) {
@@ -499,7 +595,7 @@ static size_t tsh_bytes(const struct flr_tshard *t)
 
     b += t->nchunks * chunk + t->chunks_cap * sizeof(*t->chunks);
     b += t->index.cap * sizeof(*t->index.slots);
-    b += t->scratch != NULL ? tsh_round((size_t)t->dim * sizeof(float)) : 0;
+    b += t->scratch != NULL ? tsh_round(t->scratch_len * sizeof(float)) : 0;
     b += t->ridx_cap * sizeof(*t->ridx);
     b += t->acc_cap * t->dim * sizeof(float);
     b += t->acc_words * sizeof(*t->acc_bits);
@@ -566,6 +662,45 @@ static int tsh_check_key(const struct flr_tshard *t, uint64_t key, char *why, si
     return FLR_EKEY_RANGE;
 }
 
+/* The shard of a sparse key: flr_mix64(key) % nshards, as shardmap.h places it.  A power of
+ * two (one shard included) needs no division, which costs tens of cycles per key. */
+static uint32_t tsh_sparse_shard(uint64_t key, uint32_t nshards)
+{
+    uint64_t h = flr_mix64(key);
+
+    if ((nshards & (nshards - 1)) == 0)
+        return (uint32_t)(h & (nshards - 1));
+    return (uint32_t)(h % nshards);
+}
+
+/* Returns nonzero when every key belongs to the slice.  It accepts exactly the keys that
+ * tsh_check_key() accepts, but it knows the table already instead of looking it up for each
+ * key, and it leaves the message to tsh_check_key(). */
+static int tsh_keys_own(const struct flr_tshard *t, const unsigned char *k, uint32_t n)
+{
+    const struct flr_store *s = t->store;
+
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        /* Rows [lo, hi) of the table have the consecutive keys from flr_key(id, lo) on, as
+         * long as the id and hi fit in their fields of a key. */
+        const uint64_t first = flr_key(t->spec.id, t->lo), span = t->hi - t->lo;
+
+        if (flr_key_table(first) != t->spec.id || t->hi > FLR_KEY_ROW_MASK + 1)
+            return 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (flr_load_u64(k + (size_t)i * 8) - first >= span)
+                return 0;
+        return 1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t key = flr_load_u64(k + (size_t)i * 8);
+        if (flr_key_table(key) != t->spec.id ||
+            tsh_sparse_shard(key, s->spec.num_shards) != s->shard)
+            return 0;
+    }
+    return 1;
+}
+
 int flr_tshard_check_keys(const struct flr_tshard *t, const void *keys, uint32_t n, char *why,
                           size_t whylen)
 {
@@ -576,10 +711,73 @@ int flr_tshard_check_keys(const struct flr_tshard *t, const void *keys, uint32_t
         tsh_why(why, whylen, "unknown table");
         return FLR_EUNKNOWN_TABLE;
     }
+    if (tsh_keys_own(t, k, n))
+        return 0;
     for (uint32_t i = 0; i < n; i++)
         if ((rv = tsh_check_key(t, flr_load_u64(k + (size_t)i * 8), why, whylen)) != 0)
             return rv;
     return 0;
+}
+
+/*
+ * A float is NaN or infinite when its exponent bits are all ones, that is when its bits
+ * without the sign are at least TSH_F32_INF.  Adding TSH_F32_EXP_ONE to those bits then
+ * carries into bit 31, and into bit 31 only then: OR-ing the sums of many floats tells
+ * whether any of them is not finite, without a branch.
+ */
+#define TSH_F32_ABS     0x7fffffffu
+#define TSH_F32_INF     0x7f800000u
+#define TSH_F32_EXP_ONE 0x00800000u
+
+static uint32_t tsh_load_u32(const unsigned char *p)
+{
+    uint32_t v;
+
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+
+/* Returns nonzero when any of the n floats at p (unaligned) is NaN or infinite. */
+static int tsh_any_nonfinite(const unsigned char *p, size_t n)
+{
+    tsh_u32x4 acc0 = {0}, acc1 = {0}, a, b;
+    uint32_t acc;
+    size_t i = 0;
+
+    for (; n - i >= 8; i += 8) {
+        memcpy(&a, p + i * 4, sizeof(a));
+        memcpy(&b, p + i * 4 + sizeof(a), sizeof(b));
+        acc0 |= (a & TSH_F32_ABS) + TSH_F32_EXP_ONE;
+        acc1 |= (b & TSH_F32_ABS) + TSH_F32_EXP_ONE;
+    }
+    acc0 |= acc1;
+    acc = acc0[0] | acc0[1] | acc0[2] | acc0[3];
+    for (; i < n; i++)
+        acc |= (tsh_load_u32(p + i * 4) & TSH_F32_ABS) + TSH_F32_EXP_ONE;
+    return (acc >> 31) != 0;
+}
+
+/* Names the key and column of the first gradient that is not finite (there is one). */
+static void tsh_why_nonfinite(const struct flr_tshard *t, const unsigned char *k, uint32_t n,
+                              const unsigned char *v, char *why, size_t whylen)
+{
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+
+    for (uint32_t i = 0; i < n; i++) {
+        const unsigned char *g = v + i * rowbytes;
+
+        if (!tsh_any_nonfinite(g, t->dim))
+            continue;
+        for (uint32_t j = 0; j < t->dim; j++) {
+            uint32_t bits = tsh_load_u32(g + (size_t)j * 4) & TSH_F32_ABS;
+            if (bits >= TSH_F32_INF) {
+                tsh_why(why, whylen, "key 0x%016" PRIx64 " column %" PRIu32 ": gradient is %s",
+                        flr_load_u64(k + (size_t)i * 8), j,
+                        bits > TSH_F32_INF ? "NaN" : "infinite");
+                return;
+            }
+        }
+    }
 }
 
 int flr_tshard_check_push(const struct flr_tshard *t, const void *keys, uint32_t n,
@@ -599,30 +797,11 @@ int flr_tshard_check_push(const struct flr_tshard *t, const void *keys, uint32_t
                 vals_len, n, t->dim, expect);
         return FLR_EVALUE_LEN;
     }
-    for (uint32_t i = 0; i < n; i++) {
-        const unsigned char *g = v + (size_t)i * t->dim * sizeof(float);
-        uint32_t bad = 0;
-
-        /* A float is NaN or infinite when its exponent bits are all ones; testing the
-         * bits keeps the loop free of branches. */
-        for (uint32_t j = 0; j < t->dim; j++) {
-            uint32_t bits;
-            memcpy(&bits, g + (size_t)j * 4, sizeof(bits));
-            bad |= (bits & 0x7f800000u) == 0x7f800000u;
-        }
-        if (!bad)
-            continue;
-        for (uint32_t j = 0; j < t->dim; j++) {
-            float f = flr_load_f32(g + (size_t)j * 4);
-            if (!isfinite(f)) {
-                tsh_why(why, whylen, "key 0x%016" PRIx64 " column %" PRIu32 ": gradient is %s",
-                        flr_load_u64(k + (size_t)i * 8), j, isnan(f) ? "NaN" : "infinite");
-                break;
-            }
-        }
-        return FLR_ENAN_GRAD;
-    }
-    return 0;
+    /* One pass over the whole blob; rows and columns matter only to name a bad value. */
+    if (!tsh_any_nonfinite(v, (size_t)n * t->dim))
+        return 0;
+    tsh_why_nonfinite(t, k, n, v, why, whylen);
+    return FLR_ENAN_GRAD;
 }
 
 /* ---- reads and updates ------------------------------------------------------------------ */
@@ -647,12 +826,9 @@ int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *ou
     /* Without slots, consecutive dense rows are consecutive in memory: copy runs. */
     for (uint32_t i = 0; i < n;) {
         uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
-        uint32_t run = 1;
+        uint32_t run = t->width == t->dim ? tsh_run(k, i, n) : 1;
 
-        assert(row >= t->lo && row < t->hi);
-        if (t->width == t->dim)
-            while (i + run < n && flr_key_row(flr_load_u64(k + (size_t)(i + run) * 8)) == row + run)
-                run++;
+        assert(row >= t->lo && row + run <= t->hi);
         memcpy(o + i * rowbytes, tsh_row(t, (uint32_t)(row - t->lo)), run * rowbytes);
         i += run;
     }
@@ -662,16 +838,25 @@ int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *ou
 int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads,
                      uint64_t stamp)
 {
-    const unsigned char *g = grads;
+    const unsigned char *k = keys, *g = grads;
     const size_t rowbytes = (size_t)t->dim * sizeof(float);
     int rv;
 
-    if ((rv = tsh_resolve(t, keys, n)) != 0)
-        return rv;
-    for (uint32_t i = 0; i < n; i++) {
-        memcpy(t->scratch, g + i * rowbytes, rowbytes);
-        tsh_update(t, t->ridx[i], t->scratch, stamp);
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        for (uint32_t i = 0; i < n;) {
+            uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+            uint32_t run = tsh_run(k, i, n);
+
+            assert(row >= t->lo && row + run <= t->hi);
+            tsh_apply_run(t, (uint32_t)(row - t->lo), run, g + i * rowbytes, stamp);
+            i += run;
+        }
+        return 0;
     }
+    if ((rv = tsh_resolve(t, k, n)) != 0)
+        return rv;
+    for (uint32_t i = 0; i < n; i++)
+        tsh_update(t, t->ridx[i], tsh_grad(t, g + i * rowbytes), stamp);
     return 0;
 }
 

@@ -254,6 +254,48 @@ static void columns_are_independent(void **state)
     }
 }
 
+/* The vector loop must give each column exactly what the scalar loop gives it: a one-column
+ * row runs the scalar loop only, so wide and one-column rows agree bit for bit, for widths
+ * around every multiple of the vector length. */
+static void vector_loop_matches_scalar_bit_for_bit(void **state)
+{
+    enum { MAXDIM = 1029, STEPS = 4 };
+    static const enum flr_optim_kind kinds[] = {FLR_OPT_SGD, FLR_OPT_MOMENTUM, FLR_OPT_ADAGRAD,
+                                                FLR_OPT_ADAM};
+    static const uint32_t dims[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 33, 64, 1029};
+    static float wide[3 * MAXDIM], g[STEPS][MAXDIM];
+
+    for (uint32_t s = 0; s < STEPS; s++)
+        for (uint32_t j = 0; j < MAXDIM; j++)
+            g[s][j] = (float)((int)((j * 7919 + s * 104729) % 2001) - 1000) / 97.0f;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        const struct flr_optim_ops *ops = flr_optim_ops(kinds[k]);
+        for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+            const uint32_t dim = dims[d];
+            struct flr_table_spec t = spec_for(kinds[k]);
+            uint32_t steps_wide = 0;
+
+            t.dim = dim;
+            for (uint32_t j = 0; j < 3 * dim; j++)
+                wide[j] = j < dim ? 0.5f - 0.001f * (float)j : 0.0f;
+            for (uint32_t s = 0; s < STEPS; s++)
+                ops->apply(&t, wide, &steps_wide, g[s], dim);
+            for (uint32_t j = 0; j < dim; j++) {
+                float narrow[3] = {0.5f - 0.001f * (float)j, 0.0f, 0.0f};
+                uint32_t steps = 0;
+
+                t.dim = 1;
+                for (uint32_t s = 0; s < STEPS; s++)
+                    ops->apply(&t, narrow, &steps, &g[s][j], 1);
+                assert_memory_equal(&wide[j], &narrow[0], sizeof(float));
+                for (uint32_t sl = 0; sl < ops->nslots; sl++)
+                    assert_memory_equal(&wide[(sl + 1) * dim + j], &narrow[sl + 1], sizeof(float));
+                assert_int_equal(steps, steps_wide);
+            }
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,6 +307,7 @@ int main(void)
         cmocka_unit_test(adam_is_lazy_for_rows_not_updated),
         cmocka_unit_test(adam_step_count_saturates),
         cmocka_unit_test(columns_are_independent),
+        cmocka_unit_test(vector_loop_matches_scalar_bit_for_bit),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -2,6 +2,8 @@
  * test_store.c - a shard's slices: placement, initial rows, checks, updates, accumulation,
  * growth and accounting.
  */
+#include <float.h>
+#include <inttypes.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -447,6 +449,158 @@ static void check_push_rejects_bad_values(void **state)
     flr_store_free(s);
 }
 
+/* Dense keys just inside and just outside the slice [393, 589) of table 1, alone and after
+ * good keys. */
+static void check_keys_holds_at_the_slice_edges(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s = checks_store(&spec);
+    struct flr_tshard *w = flr_store_table(s, 1);
+    const uint64_t good[2] = {flr_key(1, 393), flr_key(1, 588)};
+    const uint64_t bad[] = {flr_key(1, 392),
+                            flr_key(1, 589),
+                            flr_key(0, 400),
+                            flr_key(2, 400),
+                            flr_key(0, 588),
+                            flr_key(2, 393),
+                            flr_key(1, FLR_KEY_ROW_MASK),
+                            0,
+                            UINT64_MAX};
+    uint64_t keys[3];
+    char why[160], expect[32];
+
+    assert_int_equal(flr_tshard_check_keys(w, good, 2, why, sizeof(why)), 0);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        snprintf(expect, sizeof(expect), "key 0x%016" PRIx64, bad[i]);
+        assert_int_equal(flr_tshard_check_keys(w, &bad[i], 1, why, sizeof(why)), FLR_EKEY_RANGE);
+        assert_non_null(strstr(why, expect));
+        keys[0] = good[0];
+        keys[1] = good[1];
+        keys[2] = bad[i];
+        assert_int_equal(flr_tshard_check_keys(w, keys, 3, why, sizeof(why)), FLR_EKEY_RANGE);
+        assert_non_null(strstr(why, expect));
+    }
+    flr_store_free(s);
+}
+
+/* Sparse placement is computed in the key check itself: it must agree with the documented
+ * placement for every shard count, powers of two or not. */
+static void check_keys_follows_sparse_placement_for_any_shard_count(void **state)
+{
+    static const uint32_t counts[] = {1, 2, 3, 4, 5, 8, 12};
+    enum { NKEYS = 200 };
+    uint64_t keys[NKEYS];
+    char why[160], expect[64];
+
+    for (uint64_t i = 0; i < NKEYS; i++)
+        keys[i] = flr_key(1, flr_mix64(i) & FLR_KEY_ROW_MASK);
+    for (size_t c = 0; c < sizeof(counts) / sizeof(counts[0]); c++) {
+        const uint32_t nshards = counts[c];
+        struct flr_job_spec spec;
+        uint64_t mine[NKEYS + 1];
+
+        job_one(&spec, nshards, FLR_TABLE_SPARSE, 0, 2, FLR_OPT_SGD);
+        for (uint32_t sh = 0; sh < nshards; sh++) {
+            struct flr_store *s = store_new(&spec, sh);
+            struct flr_tshard *t = flr_store_table(s, 1);
+            uint32_t n = 0;
+
+            for (uint32_t i = 0; i < NKEYS; i++) {
+                uint32_t owner = sparse_shard(keys[i], nshards);
+                int rv = flr_tshard_check_keys(t, &keys[i], 1, why, sizeof(why));
+                if (owner == sh) {
+                    assert_int_equal(rv, 0);
+                    mine[n++] = keys[i];
+                    continue;
+                }
+                assert_int_equal(rv, FLR_EKEY_RANGE);
+                snprintf(expect, sizeof(expect), "belongs to shard %" PRIu32 ", not %" PRIu32,
+                         owner, sh);
+                assert_non_null(strstr(why, expect));
+            }
+            /* All of the shard's keys at once pass; one more key of another shard fails. */
+            assert_int_equal(flr_tshard_check_keys(t, mine, n, why, sizeof(why)), 0);
+            if (nshards > 1) {
+                for (uint32_t i = 0; i < NKEYS; i++)
+                    if (sparse_shard(keys[i], nshards) != sh) {
+                        mine[n] = keys[i];
+                        break;
+                    }
+                assert_int_equal(flr_tshard_check_keys(t, mine, n + 1, why, sizeof(why)),
+                                 FLR_EKEY_RANGE);
+                snprintf(expect, sizeof(expect), "key 0x%016" PRIx64, mine[n]);
+                assert_non_null(strstr(why, expect));
+            }
+            flr_store_free(s);
+        }
+    }
+}
+
+/* The check scans the whole value blob at once; a value that is not finite is still found
+ * wherever it is (first float, vector part, the tail of a row, last float), at any
+ * alignment of the blob, and named by its key and column. */
+static void check_push_names_a_bad_value_anywhere_in_a_large_push(void **state)
+{
+    enum { ROWS = 150, DIM = 1001 };
+    const size_t nv = (size_t)ROWS * DIM;
+    const size_t at[] = {0, 1, 7, 8, DIM - 1, DIM, 77 * DIM + 500, nv - 9, nv - 8, nv - 2, nv - 1};
+    static const struct {
+        uint32_t bits;
+        const char *what;
+    } bad[] = {
+        {0x7fc00000u, "NaN"}, {0xffc00000u, "NaN"},      {0x7f800001u, "NaN"},
+        {0xffffffffu, "NaN"}, {0x7f800000u, "infinite"}, {0xff800000u, "infinite"},
+    };
+    struct flr_job_spec spec;
+    uint64_t keys[ROWS];
+    float *vals = malloc(nv * sizeof(float));
+    unsigned char *buf = malloc(nv * sizeof(float) + 3);
+    char why[160], expect[160];
+
+    assert_non_null(vals);
+    assert_non_null(buf);
+    job_one(&spec, 1, FLR_TABLE_DENSE, ROWS, DIM, FLR_OPT_SGD);
+    struct flr_store *s = store_new(&spec, 0);
+    struct flr_tshard *t = flr_store_table(s, 1);
+    for (uint32_t i = 0; i < ROWS; i++)
+        keys[i] = flr_key(1, i);
+    for (size_t j = 0; j < nv; j++)
+        vals[j] = grad_at(0, j / DIM, (uint32_t)(j % DIM));
+    /* Finite extremes pass. */
+    vals[2] = FLT_MAX;
+    vals[3] = -FLT_MAX;
+    vals[4] = FLT_MIN / 4;
+    vals[5] = -0.0f;
+    vals[nv - 1] = -FLT_MAX;
+
+    for (size_t off = 0; off < 4; off++) {
+        unsigned char *v = buf + off;
+
+        memcpy(v, vals, nv * sizeof(float));
+        assert_int_equal(flr_tshard_check_push(t, keys, ROWS, v, nv * 4, why, sizeof(why)), 0);
+        for (size_t p = 0; p < sizeof(at) / sizeof(at[0]); p++) {
+            for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+                memcpy(v + at[p] * 4, &bad[b].bits, 4);
+                assert_int_equal(flr_tshard_check_push(t, keys, ROWS, v, nv * 4, why, sizeof(why)),
+                                 FLR_ENAN_GRAD);
+                snprintf(expect, sizeof(expect), "key 0x%016" PRIx64 " column %zu: gradient is %s",
+                         keys[at[p] / DIM], at[p] % DIM, bad[b].what);
+                assert_string_equal(why, expect);
+                memcpy(v + at[p] * 4, &vals[at[p]], 4);
+            }
+        }
+        /* Of two bad values, the first is named. */
+        memcpy(v + (nv - 1) * 4, &bad[4].bits, 4);
+        memcpy(v + (77 * DIM + 500) * 4, &bad[0].bits, 4);
+        assert_int_equal(flr_tshard_check_push(t, keys, ROWS, v, nv * 4, why, sizeof(why)),
+                         FLR_ENAN_GRAD);
+        assert_string_equal(why, "key 0x000100000000004d column 500: gradient is NaN");
+    }
+    free(vals);
+    free(buf);
+    flr_store_free(s);
+}
+
 /* The server's push path: check, then apply only when the check passed. */
 static int push(struct flr_tshard *t, const uint64_t *keys, uint32_t n, const float *vals,
                 uint64_t stamp)
@@ -566,6 +720,83 @@ static void read_after_apply_returns_updated_values(void **state)
             assert_memory_equal(vals + i * 3, flr_tshard_peek(t, 20 + (uint64_t)i, NULL, NULL),
                                 3 * sizeof(float));
         flr_store_free(s);
+    }
+}
+
+/* Consecutive dense rows are applied as runs, and a gradient blob is used in place when it
+ * is aligned.  The result must be, bit for bit, the optimizer's own update of each row from
+ * an aligned gradient: for every optimizer, for runs and single rows, for rows narrower and
+ * wider than a copy block, and at every alignment of the blob. */
+static void dense_runs_apply_like_each_row_alone(void **state)
+{
+    static const enum flr_optim_kind kinds[] = {FLR_OPT_SGD, FLR_OPT_MOMENTUM, FLR_OPT_ADAGRAD,
+                                                FLR_OPT_ADAM};
+    static const uint32_t dims[] = {1, 3, 8, 1500};
+    /* Shard 1 of 2 holds rows [20, 40): a single row, a run of five, another single row and a
+     * run that ends the slice. */
+    static const uint64_t rows[] = {20, 22, 23, 24, 25, 26, 30, 37, 38, 39};
+    enum { N = 10, ROUNDS = 3 };
+
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        const struct flr_optim_ops *ops = flr_optim_ops(kinds[k]);
+        for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++) {
+            const uint32_t dim = dims[d];
+            const size_t width = (size_t)(1 + ops->nslots) * dim;
+            struct flr_job_spec spec;
+            uint64_t keys[N];
+            float *g = malloc((size_t)N * dim * sizeof(float));
+            float *ref = calloc((size_t)N * width, sizeof(float));
+            unsigned char *buf = malloc((size_t)N * dim * sizeof(float) + 3);
+            uint32_t ref_steps[N] = {0};
+
+            assert_non_null(g);
+            assert_non_null(ref);
+            assert_non_null(buf);
+            job_one(&spec, 2, FLR_TABLE_DENSE, 40, dim, kinds[k]);
+            for (uint32_t i = 0; i < N; i++) {
+                keys[i] = flr_key(1, rows[i]);
+                flr_table_init_row(&spec.tables[0], rows[i], ref + i * width);
+            }
+            struct flr_store *s[4];
+            for (int off = 0; off < 4; off++)
+                s[off] = store_new(&spec, 1);
+            for (uint64_t round = 0; round < ROUNDS; round++) {
+                for (uint32_t i = 0; i < N; i++) {
+                    for (uint32_t j = 0; j < dim; j++)
+                        g[(size_t)i * dim + j] = grad_at((uint32_t)round, rows[i], j);
+                    ops->apply(&spec.tables[0], ref + i * width, &ref_steps[i], g + (size_t)i * dim,
+                               dim);
+                }
+                for (int off = 0; off < 4; off++) {
+                    memcpy(buf + off, g, (size_t)N * dim * sizeof(float));
+                    assert_int_equal(flr_tshard_apply(flr_store_table(s[off], 1), keys, N,
+                                                      buf + off, 10 + round),
+                                     0);
+                }
+            }
+            for (int off = 0; off < 4; off++) {
+                struct flr_tshard *t = flr_store_table(s[off], 1);
+                for (uint64_t r = 20, i = 0; r < 40; r++) {
+                    uint64_t stamp;
+                    uint32_t steps;
+                    const float *row = flr_tshard_peek(t, r, &stamp, &steps);
+                    assert_non_null(row);
+                    if (i < N && rows[i] == r) {
+                        assert_memory_equal(row, ref + i * width, width * sizeof(float));
+                        assert_int_equal(steps, ref_steps[i]);
+                        assert_int_equal(stamp, 10 + ROUNDS - 1);
+                        i++;
+                    } else {
+                        assert_int_equal(stamp, 0);
+                        assert_int_equal(steps, 0);
+                    }
+                }
+                flr_store_free(s[off]);
+            }
+            free(g);
+            free(ref);
+            free(buf);
+        }
     }
 }
 
@@ -876,8 +1107,12 @@ int main(void)
         cmocka_unit_test(check_keys_accepts_own_keys),
         cmocka_unit_test(check_keys_rejects_foreign_keys),
         cmocka_unit_test(check_push_rejects_bad_values),
+        cmocka_unit_test(check_keys_holds_at_the_slice_edges),
+        cmocka_unit_test(check_keys_follows_sparse_placement_for_any_shard_count),
+        cmocka_unit_test(check_push_names_a_bad_value_anywhere_in_a_large_push),
         cmocka_unit_test(push_with_one_nan_changes_nothing),
         cmocka_unit_test(read_after_apply_returns_updated_values),
+        cmocka_unit_test(dense_runs_apply_like_each_row_alone),
         cmocka_unit_test(sparse_apply_creates_and_updates_rows),
         cmocka_unit_test(stamps_record_the_last_update),
         cmocka_unit_test(adam_rows_count_their_own_steps),
