@@ -1,5 +1,8 @@
 #include "err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 static const char *const err_msgs[] = {
 #define FLR_ERR_MSG(name, value, msg) [value] = msg,
     FLR_ERRORS(FLR_ERR_MSG)
@@ -24,4 +27,15 @@ const char *flr_errname(int err)
     if (err < 0 || err >= (int)(sizeof(err_names) / sizeof(err_names[0])) || !err_names[err])
         return "UNKNOWN";
     return err_names[err];
+}
+
+void flr_why(char *why, size_t whylen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!why || whylen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
 }

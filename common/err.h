@@ -9,6 +9,8 @@
 #ifndef FLR_ERR_H
 #define FLR_ERR_H
 
+#include <stddef.h>
+
 /* X(NAME, value, "message") */
 #define FLR_ERRORS(X)                                                                              \
     X(OK, 0, "success")                                                                            \
@@ -52,5 +54,9 @@ const char *flr_strerror(int err);
 
 /* Returns the code's name without prefix ("WRONG_EPOCH"), or "UNKNOWN". */
 const char *flr_errname(int err);
+
+/* Formats a one-line reason into the caller's buffer; does nothing when why is NULL or
+ * whylen is 0.  Every module that explains its errors uses this. */
+void flr_why(char *why, size_t whylen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

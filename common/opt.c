@@ -40,20 +40,6 @@
 /* Column at which --help starts the help text. */
 #define OPT_HELP_COL 32
 
-static void opt_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void opt_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!why || whylen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* Prepends "prefix: " to the reason already in why. */
 static void opt_why_prefix(char *why, size_t whylen, const char *prefix)
 {
@@ -62,7 +48,7 @@ static void opt_why_prefix(char *why, size_t whylen, const char *prefix)
     if (!why || whylen == 0)
         return;
     snprintf(tmp, sizeof(tmp), "%s", why);
-    opt_why(why, whylen, "%s: %s", prefix, tmp);
+    flr_why(why, whylen, "%s: %s", prefix, tmp);
 }
 
 /* An ellipsis when a quoted value is cut short in a message. */
@@ -132,7 +118,7 @@ static int opt_range_error(const struct flr_opt *o, const char *v, char *why, si
 
     opt_fmt_bound(lo, sizeof(lo), o->min);
     opt_fmt_bound(hi, sizeof(hi), o->max);
-    opt_why(why, whylen, "%.*s%s is out of range [%s, %s]", OPT_QUOTE_MAX, v, opt_ell(v), lo, hi);
+    flr_why(why, whylen, "%.*s%s is out of range [%s, %s]", OPT_QUOTE_MAX, v, opt_ell(v), lo, hi);
     return FLR_ECONFIG;
 }
 
@@ -149,7 +135,7 @@ static int opt_set_int(const struct flr_opt *o, void *cfg, const char *v, char *
     if (end == v || *end != '\0')
         goto not_int;
     if (errno == ERANGE) {
-        opt_why(why, whylen, "'%.*s%s' does not fit in a 64-bit integer", OPT_QUOTE_MAX, v,
+        flr_why(why, whylen, "'%.*s%s' does not fit in a 64-bit integer", OPT_QUOTE_MAX, v,
                 opt_ell(v));
         return FLR_ECONFIG;
     }
@@ -158,7 +144,7 @@ static int opt_set_int(const struct flr_opt *o, void *cfg, const char *v, char *
     memcpy(opt_field(o, cfg), &n, sizeof(n));
     return 0;
 not_int:
-    opt_why(why, whylen, "'%.*s%s' is not an integer", OPT_QUOTE_MAX, v, opt_ell(v));
+    flr_why(why, whylen, "'%.*s%s' is not an integer", OPT_QUOTE_MAX, v, opt_ell(v));
     return FLR_ECONFIG;
 }
 
@@ -179,20 +165,20 @@ static int opt_set_double(const struct flr_opt *o, void *cfg, const char *v, cha
         goto not_num;
     /* Underflow to a tiny value is harmless; overflow is not a number we can hold. */
     if (errno == ERANGE && isinf(d)) {
-        opt_why(why, whylen, "'%.*s%s' is out of range for a double", OPT_QUOTE_MAX, v, opt_ell(v));
+        flr_why(why, whylen, "'%.*s%s' is out of range for a double", OPT_QUOTE_MAX, v, opt_ell(v));
         return FLR_ECONFIG;
     }
     if (opt_has_bounds(o)) {
         if (d < o->min || d > o->max)
             return opt_range_error(o, v, why, whylen);
     } else if (isinf(d)) {
-        opt_why(why, whylen, "'%s' is not a finite number", v);
+        flr_why(why, whylen, "'%s' is not a finite number", v);
         return FLR_ECONFIG;
     }
     memcpy(opt_field(o, cfg), &d, sizeof(d));
     return 0;
 not_num:
-    opt_why(why, whylen, "'%.*s%s' is not a number", OPT_QUOTE_MAX, v, opt_ell(v));
+    flr_why(why, whylen, "'%.*s%s' is not a number", OPT_QUOTE_MAX, v, opt_ell(v));
     return FLR_ECONFIG;
 }
 
@@ -202,7 +188,7 @@ static int opt_set_string(const struct flr_opt *o, void *cfg, const char *v, cha
     size_t n = strlen(v);
 
     if (n >= o->size) {
-        opt_why(why, whylen, "'%.*s%s' is too long (%zu bytes, at most %zu)", OPT_QUOTE_MAX, v,
+        flr_why(why, whylen, "'%.*s%s' is too long (%zu bytes, at most %zu)", OPT_QUOTE_MAX, v,
                 opt_ell(v), n, o->size ? o->size - 1 : 0);
         return FLR_ECONFIG;
     }
@@ -229,7 +215,7 @@ static int opt_set_enum(const struct flr_opt *o, void *cfg, const char *v, char 
             break;
         used += (size_t)n;
     }
-    opt_why(why, whylen, "'%.*s%s' is not one of %s", OPT_QUOTE_MAX, v, opt_ell(v), list);
+    flr_why(why, whylen, "'%.*s%s' is not one of %s", OPT_QUOTE_MAX, v, opt_ell(v), list);
     return FLR_ECONFIG;
 }
 
@@ -243,7 +229,7 @@ static int opt_set_value(const struct flr_opt *o, void *cfg, const char *v, char
     switch (o->type) {
     case FLR_OPT_BOOL:
         if (opt_parse_bool(v, &b) != 0) {
-            opt_why(why, whylen, "'%.*s%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+            flr_why(why, whylen, "'%.*s%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
                     OPT_QUOTE_MAX, v, opt_ell(v));
             return FLR_ECONFIG;
         }
@@ -258,7 +244,7 @@ static int opt_set_value(const struct flr_opt *o, void *cfg, const char *v, char
     case FLR_OPT_ENUM:
         return opt_set_enum(o, cfg, v, why, whylen);
     }
-    opt_why(why, whylen, "option has an unknown type %d", (int)o->type);
+    flr_why(why, whylen, "option has an unknown type %d", (int)o->type);
     return FLR_ECONFIG;
 }
 
@@ -292,7 +278,7 @@ int flr_opts_defaults(const struct flr_opt *table, void *cfg, char *why, size_t 
             break;
         case FLR_OPT_STRING:
             if (o->size == 0) {
-                opt_why(why, whylen, "%s: string option without a buffer size", o->name);
+                flr_why(why, whylen, "%s: string option without a buffer size", o->name);
                 return FLR_ECONFIG;
             }
             memset(opt_field(o, cfg), 0, o->size);
@@ -309,7 +295,7 @@ int flr_opts_set(const struct flr_opt *table, void *cfg, const char *name, const
     int rv;
 
     if (!o) {
-        opt_why(why, whylen, "unknown option '%.*s%s'", OPT_QUOTE_MAX, name, opt_ell(name));
+        flr_why(why, whylen, "unknown option '%.*s%s'", OPT_QUOTE_MAX, name, opt_ell(name));
         return FLR_ECONFIG;
     }
     if ((rv = opt_set_value(o, cfg, value, why, whylen)) != 0)
@@ -338,7 +324,7 @@ static int opt_split_line(char *line, char **name, char **value, char *why, size
         return 0;
     eq = strchr(p, '=');
     if (!eq || eq == p) {
-        opt_why(why, whylen, "expected 'name = value'");
+        flr_why(why, whylen, "expected 'name = value'");
         return -1;
     }
     end = eq;
@@ -363,7 +349,7 @@ static int opt_split_line(char *line, char **name, char **value, char *why, size
     w = v;
     for (p = v + 1;; p++) {
         if (*p == '\0') {
-            opt_why(why, whylen, "unterminated quoted value");
+            flr_why(why, whylen, "unterminated quoted value");
             return -1;
         }
         if (*p == '"')
@@ -387,16 +373,16 @@ static int opt_split_line(char *line, char **name, char **value, char *why, size
             break;
         default:
             if (*p == '\0')
-                opt_why(why, whylen, "unterminated quoted value");
+                flr_why(why, whylen, "unterminated quoted value");
             else
-                opt_why(why, whylen, "unknown escape '\\%c' in quoted value", *p);
+                flr_why(why, whylen, "unknown escape '\\%c' in quoted value", *p);
             return -1;
         }
     }
     for (p++; opt_isblank(*p); p++)
         ;
     if (*p != '\0' && *p != '#') {
-        opt_why(why, whylen, "unexpected text after the closing quote");
+        flr_why(why, whylen, "unexpected text after the closing quote");
         return -1;
     }
     *w = '\0';
@@ -415,7 +401,7 @@ static int opt_read_file(const struct flr_opt *table, void *cfg, const char *pat
     int rv = 0;
 
     if (!(f = fopen(path, "r"))) {
-        opt_why(why, whylen, "%s: cannot open: %s", path, strerror(errno));
+        flr_why(why, whylen, "%s: cannot open: %s", path, strerror(errno));
         return FLR_ECONFIG;
     }
     while ((n = getline(&line, &cap, f)) >= 0) {
@@ -428,7 +414,7 @@ static int opt_read_file(const struct flr_opt *table, void *cfg, const char *pat
             line[--n] = '\0';
         snprintf(prefix, sizeof(prefix), "%s:%u", path, lineno);
         if ((size_t)n != strlen(line)) {
-            opt_why(why, whylen, "%s: NUL byte in line", prefix);
+            flr_why(why, whylen, "%s: NUL byte in line", prefix);
             rv = FLR_ECONFIG;
             goto out;
         }
@@ -440,7 +426,7 @@ static int opt_read_file(const struct flr_opt *table, void *cfg, const char *pat
             goto out;
         }
         if (!(o = opt_find(table, name, strlen(name)))) {
-            opt_why(why, whylen, "%s: unknown option '%.*s%s'", prefix, OPT_QUOTE_MAX, name,
+            flr_why(why, whylen, "%s: unknown option '%.*s%s'", prefix, OPT_QUOTE_MAX, name,
                     opt_ell(name));
             rv = FLR_ECONFIG;
             goto out;
@@ -452,7 +438,7 @@ static int opt_read_file(const struct flr_opt *table, void *cfg, const char *pat
         }
     }
     if (ferror(f)) {
-        opt_why(why, whylen, "%s: read error: %s", path, strerror(errno));
+        flr_why(why, whylen, "%s: read error: %s", path, strerror(errno));
         rv = FLR_ECONFIG;
     }
 out:
@@ -487,7 +473,7 @@ static int opt_scan_args(const struct flr_opt *table, void *cfg, int argc, char 
 
         if (strcmp(arg, "--") == 0) {
             if (i + 1 < argc) {
-                opt_why(why, whylen, "unexpected argument '%.*s%s'", OPT_QUOTE_MAX, argv[i + 1],
+                flr_why(why, whylen, "unexpected argument '%.*s%s'", OPT_QUOTE_MAX, argv[i + 1],
                         opt_ell(argv[i + 1]));
                 return FLR_ECONFIG;
             }
@@ -507,7 +493,7 @@ static int opt_scan_args(const struct flr_opt *table, void *cfg, int argc, char 
         }
         if (strcmp(arg, "-c") == 0 || strcmp(arg, "--config") == 0) {
             if (i + 1 >= argc) {
-                opt_why(why, whylen, "%s: missing value", arg);
+                flr_why(why, whylen, "%s: missing value", arg);
                 return FLR_ECONFIG;
             }
             sc->config = argv[++i];
@@ -518,11 +504,11 @@ static int opt_scan_args(const struct flr_opt *table, void *cfg, int argc, char 
             continue;
         }
         if (arg[0] != '-' || arg[1] == '\0') {
-            opt_why(why, whylen, "unexpected argument '%.*s%s'", OPT_QUOTE_MAX, arg, opt_ell(arg));
+            flr_why(why, whylen, "unexpected argument '%.*s%s'", OPT_QUOTE_MAX, arg, opt_ell(arg));
             return FLR_ECONFIG;
         }
         if (arg[1] != '-') {
-            opt_why(why, whylen, "%.*s%s: unknown option", OPT_QUOTE_MAX, arg, opt_ell(arg));
+            flr_why(why, whylen, "%.*s%s: unknown option", OPT_QUOTE_MAX, arg, opt_ell(arg));
             return FLR_ECONFIG;
         }
 
@@ -538,12 +524,12 @@ static int opt_scan_args(const struct flr_opt *table, void *cfg, int argc, char 
                 o = NULL;
         }
         if (!o) {
-            opt_why(why, whylen, "--%.*s: unknown option", (int)(nlen < 64 ? nlen : 64), name);
+            flr_why(why, whylen, "--%.*s: unknown option", (int)(nlen < 64 ? nlen : 64), name);
             return FLR_ECONFIG;
         }
         if (negate) {
             if (eq) {
-                opt_why(why, whylen, "--%.*s: takes no value", (int)nlen, name);
+                flr_why(why, whylen, "--%.*s: takes no value", (int)nlen, name);
                 return FLR_ECONFIG;
             }
             value = "false";
@@ -554,7 +540,7 @@ static int opt_scan_args(const struct flr_opt *table, void *cfg, int argc, char 
         } else if (i + 1 < argc) {
             value = argv[++i];
         } else {
-            opt_why(why, whylen, "--%s: missing value", o->name);
+            flr_why(why, whylen, "--%s: missing value", o->name);
             return FLR_ECONFIG;
         }
         if (!apply)

@@ -56,20 +56,6 @@ static const char *const spec_recovery_names[] = {"none", "flr", "checkpoint", "
 
 #define SPEC_NAMES_LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
-static void spec_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void spec_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!why || whylen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 static const char *spec_name(const char *const *names, int n, int v)
 {
     return v >= 0 && v < n ? names[v] : "unknown";
@@ -166,19 +152,19 @@ static int spec_check_name(const char *what, const char *buf, size_t size, int a
     size_t n = strnlen(buf, size);
 
     if (n == size) {
-        spec_why(why, whylen, "%s: longer than %zu bytes", what, size - 1);
+        flr_why(why, whylen, "%s: longer than %zu bytes", what, size - 1);
         return FLR_ECONFIG;
     }
     if (n == 0 && !allow_empty) {
-        spec_why(why, whylen, "%s: must not be empty", what);
+        flr_why(why, whylen, "%s: must not be empty", what);
         return FLR_ECONFIG;
     }
     for (size_t i = 0; i < n; i++) {
         char c = buf[i];
         if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '.' || c == '-')) {
-            spec_why(why, whylen, "%s: '%s' may hold only letters, digits, '_', '.' and '-'", what,
-                     buf);
+            flr_why(why, whylen, "%s: '%s' may hold only letters, digits, '_', '.' and '-'", what,
+                    buf);
             return FLR_ECONFIG;
         }
     }
@@ -189,8 +175,8 @@ static int spec_check_u32(const char *what, uint32_t v, uint32_t lo, uint32_t hi
                           size_t whylen)
 {
     if (v < lo || v > hi) {
-        spec_why(why, whylen, "%s: %u is out of range %u..%u", what, (unsigned)v, (unsigned)lo,
-                 (unsigned)hi);
+        flr_why(why, whylen, "%s: %u is out of range %u..%u", what, (unsigned)v, (unsigned)lo,
+                (unsigned)hi);
         return FLR_ECONFIG;
     }
     return 0;
@@ -203,12 +189,12 @@ static int spec_check_float(const char *what, float v, double lo, double hi, int
     double d = v;
 
     if (!isfinite(d)) {
-        spec_why(why, whylen, "%s: %g is not a finite number", what, d);
+        flr_why(why, whylen, "%s: %g is not a finite number", what, d);
         return FLR_ECONFIG;
     }
     if ((lo_open ? d <= lo : d < lo) || (hi_open ? d >= hi : d > hi)) {
-        spec_why(why, whylen, "%s: %g is out of range %s%g, %g%s", what, d, lo_open ? "(" : "[", lo,
-                 hi, hi_open ? ")" : "]");
+        flr_why(why, whylen, "%s: %g is out of range %s%g, %g%s", what, d, lo_open ? "(" : "[", lo,
+                hi, hi_open ? ")" : "]");
         return FLR_ECONFIG;
     }
     return 0;
@@ -227,34 +213,33 @@ static int spec_validate_table(const struct flr_table_spec *t, uint32_t i, char 
     switch (t->kind) {
     case FLR_TABLE_DENSE:
         if (t->rows < 1 || t->rows > FLR_KEY_ROW_MASK) {
-            spec_why(why, whylen, "tables[%u].rows: %llu is out of range 1..%llu for a dense table",
-                     (unsigned)i, (unsigned long long)t->rows,
-                     (unsigned long long)FLR_KEY_ROW_MASK);
+            flr_why(why, whylen, "tables[%u].rows: %llu is out of range 1..%llu for a dense table",
+                    (unsigned)i, (unsigned long long)t->rows, (unsigned long long)FLR_KEY_ROW_MASK);
             return FLR_ECONFIG;
         }
         break;
     case FLR_TABLE_SPARSE:
         if (t->rows != 0) {
-            spec_why(why, whylen, "tables[%u].rows: must be 0 for a sparse table, not %llu",
-                     (unsigned)i, (unsigned long long)t->rows);
+            flr_why(why, whylen, "tables[%u].rows: must be 0 for a sparse table, not %llu",
+                    (unsigned)i, (unsigned long long)t->rows);
             return FLR_ECONFIG;
         }
         break;
     default:
-        spec_why(why, whylen, "tables[%u].kind: unknown kind %d", (unsigned)i, (int)t->kind);
+        flr_why(why, whylen, "tables[%u].kind: unknown kind %d", (unsigned)i, (int)t->kind);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_u32(SPEC_WHAT("dim"), t->dim, 1, SPEC_MAX_DIM, why, whylen)) != 0)
         return rv;
     if ((int)t->init < 0 || (int)t->init >= SPEC_NAMES_LEN(spec_init_names)) {
-        spec_why(why, whylen, "tables[%u].init: unknown initialiser %d", (unsigned)i, (int)t->init);
+        flr_why(why, whylen, "tables[%u].init: unknown initialiser %d", (unsigned)i, (int)t->init);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_float(SPEC_WHAT("init_scale"), t->init_scale, 0, INFINITY, 0, 1, why,
                                whylen)) != 0)
         return rv;
     if ((int)t->optim < 0 || (int)t->optim >= SPEC_NAMES_LEN(spec_optim_names)) {
-        spec_why(why, whylen, "tables[%u].optim: unknown optimizer %d", (unsigned)i, (int)t->optim);
+        flr_why(why, whylen, "tables[%u].optim: unknown optimizer %d", (unsigned)i, (int)t->optim);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_float(SPEC_WHAT("lr"), t->lr, 0, INFINITY, 1, 1, why, whylen)) != 0)
@@ -300,7 +285,7 @@ int flr_spec_validate(const struct flr_job_spec *s, char *why, size_t whylen)
         (rv = spec_check_name("model", s->model, sizeof(s->model), 1, why, whylen)) != 0)
         return rv;
     if ((int)s->consistency < 0 || (int)s->consistency >= SPEC_NAMES_LEN(spec_cons_names)) {
-        spec_why(why, whylen, "consistency: unknown consistency model %d", (int)s->consistency);
+        flr_why(why, whylen, "consistency: unknown consistency model %d", (int)s->consistency);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_u32("staleness", s->staleness, 0, SPEC_MAX_STALENESS, why, whylen)) ||
@@ -308,22 +293,22 @@ int flr_spec_validate(const struct flr_job_spec *s, char *why, size_t whylen)
         (rv = spec_check_u32("num_servers", s->num_servers, 1, SPEC_MAX_SERVERS, why, whylen)))
         return rv;
     if (s->num_shards < s->num_servers || s->num_shards > SPEC_MAX_SHARDS) {
-        spec_why(why, whylen, "num_shards: %u is out of range %u..%u (at least num_servers)",
-                 (unsigned)s->num_shards, (unsigned)s->num_servers, (unsigned)SPEC_MAX_SHARDS);
+        flr_why(why, whylen, "num_shards: %u is out of range %u..%u (at least num_servers)",
+                (unsigned)s->num_shards, (unsigned)s->num_servers, (unsigned)SPEC_MAX_SHARDS);
         return FLR_ECONFIG;
     }
     if (strnlen(s->recovery, sizeof(s->recovery)) == sizeof(s->recovery) ||
         spec_parse_name(spec_recovery_names, SPEC_NAMES_LEN(spec_recovery_names), s->recovery) <
             0) {
-        spec_why(why, whylen, "recovery: '%.*s' is not one of none, flr, checkpoint, chain, cpr",
-                 (int)sizeof(s->recovery), s->recovery);
+        flr_why(why, whylen, "recovery: '%.*s' is not one of none, flr, checkpoint, chain, cpr",
+                (int)sizeof(s->recovery), s->recovery);
         return FLR_ECONFIG;
     }
     if ((rv = spec_check_u32("k", s->k, 1, SPEC_MAX_K, why, whylen)) != 0)
         return rv;
     if (s->ntables < 1 || s->ntables > FLR_MAX_TABLES) {
-        spec_why(why, whylen, "tables: %u tables, expected 1..%d", (unsigned)s->ntables,
-                 FLR_MAX_TABLES);
+        flr_why(why, whylen, "tables: %u tables, expected 1..%d", (unsigned)s->ntables,
+                FLR_MAX_TABLES);
         return FLR_ECONFIG;
     }
     for (uint32_t i = 0; i < s->ntables; i++) {
@@ -331,13 +316,13 @@ int flr_spec_validate(const struct flr_job_spec *s, char *why, size_t whylen)
             return rv;
         for (uint32_t j = 0; j < i; j++) {
             if (s->tables[j].id == s->tables[i].id) {
-                spec_why(why, whylen, "tables[%u].id: %u is also the id of tables[%u]", (unsigned)i,
-                         (unsigned)s->tables[i].id, (unsigned)j);
+                flr_why(why, whylen, "tables[%u].id: %u is also the id of tables[%u]", (unsigned)i,
+                        (unsigned)s->tables[i].id, (unsigned)j);
                 return FLR_ECONFIG;
             }
             if (strcmp(s->tables[j].name, s->tables[i].name) == 0) {
-                spec_why(why, whylen, "tables[%u].name: '%s' is also the name of tables[%u]",
-                         (unsigned)i, s->tables[i].name, (unsigned)j);
+                flr_why(why, whylen, "tables[%u].name: '%s' is also the name of tables[%u]",
+                        (unsigned)i, s->tables[i].name, (unsigned)j);
                 return FLR_ECONFIG;
             }
         }
@@ -485,8 +470,8 @@ static int spec_known_keys(json_t *o, const char *label, const char *const *know
             if (strcmp(*k, key) == 0)
                 found = 1;
         if (!found) {
-            spec_why(why, whylen, "%s%sunknown key '%.40s'", label ? label : "", label ? ": " : "",
-                     key);
+            flr_why(why, whylen, "%s%sunknown key '%.40s'", label ? label : "", label ? ": " : "",
+                    key);
             return FLR_EFORMAT;
         }
     }
@@ -503,7 +488,7 @@ static int spec_get(json_t *o, const char *where, const char *key, int required,
         return 1;
     if (!required)
         return 0;
-    spec_why(why, whylen, "%s%s: missing", where, key);
+    flr_why(why, whylen, "%s%s: missing", where, key);
     return -FLR_EFORMAT;
 }
 
@@ -519,13 +504,13 @@ static int spec_get_u64(json_t *o, const char *where, const char *key, int requi
     if (rv <= 0)
         return rv;
     if (!json_is_integer(v)) {
-        spec_why(why, whylen, "%s%s: expected an integer", where, key);
+        flr_why(why, whylen, "%s%s: expected an integer", where, key);
         return -FLR_EFORMAT;
     }
     n = json_integer_value(v);
     if (n < 0 || (uint64_t)n > max) {
-        spec_why(why, whylen, "%s%s: %lld is out of range 0..%llu", where, key, (long long)n,
-                 (unsigned long long)max);
+        flr_why(why, whylen, "%s%s: %lld is out of range 0..%llu", where, key, (long long)n,
+                (unsigned long long)max);
         return -FLR_ECONFIG;
     }
     *out = (uint64_t)n;
@@ -557,14 +542,14 @@ static int spec_get_seed(json_t *o, const char *where, const char *key, uint64_t
     if (json_is_integer(v))
         return spec_get_u64(o, where, key, 0, UINT64_MAX, out, why, whylen);
     if (!json_is_string(v)) {
-        spec_why(why, whylen, "%s%s: expected an integer or a decimal string", where, key);
+        flr_why(why, whylen, "%s%s: expected an integer or a decimal string", where, key);
         return -FLR_EFORMAT;
     }
     s = json_string_value(v);
     errno = 0;
     n = strtoull(s, &end, 10);
     if (!(s[0] >= '0' && s[0] <= '9') || *end != '\0' || errno == ERANGE) {
-        spec_why(why, whylen, "%s%s: '%.40s' is not a 64-bit unsigned integer", where, key, s);
+        flr_why(why, whylen, "%s%s: '%.40s' is not a 64-bit unsigned integer", where, key, s);
         return -FLR_ECONFIG;
     }
     *out = n;
@@ -581,12 +566,12 @@ static int spec_get_float(json_t *o, const char *where, const char *key, int req
     if (rv <= 0)
         return rv;
     if (!json_is_number(v)) {
-        spec_why(why, whylen, "%s%s: expected a number", where, key);
+        flr_why(why, whylen, "%s%s: expected a number", where, key);
         return -FLR_EFORMAT;
     }
     d = json_number_value(v);
     if (!isfinite((float)d)) {
-        spec_why(why, whylen, "%s%s: %g does not fit in a float", where, key, d);
+        flr_why(why, whylen, "%s%s: %g does not fit in a float", where, key, d);
         return -FLR_ECONFIG;
     }
     *out = (float)d;
@@ -603,13 +588,13 @@ static int spec_get_str(json_t *o, const char *where, const char *key, int requi
     if (rv <= 0)
         return rv;
     if (!json_is_string(v)) {
-        spec_why(why, whylen, "%s%s: expected a string", where, key);
+        flr_why(why, whylen, "%s%s: expected a string", where, key);
         return -FLR_EFORMAT;
     }
     n = json_string_length(v);
     if (n >= size || strlen(json_string_value(v)) != n) {
-        spec_why(why, whylen, "%s%s: '%.40s' is longer than %zu bytes", where, key,
-                 json_string_value(v), size - 1);
+        flr_why(why, whylen, "%s%s: '%.40s' is longer than %zu bytes", where, key,
+                json_string_value(v), size - 1);
         return -FLR_ECONFIG;
     }
     memcpy(buf, json_string_value(v), n + 1);
@@ -628,7 +613,7 @@ static int spec_get_enum(json_t *o, const char *where, const char *key, int requ
     if (rv <= 0)
         return rv;
     if (!json_is_string(v)) {
-        spec_why(why, whylen, "%s%s: expected a string", where, key);
+        flr_why(why, whylen, "%s%s: expected a string", where, key);
         return -FLR_EFORMAT;
     }
     if ((e = spec_parse_name(names, nnames, json_string_value(v))) >= 0) {
@@ -641,7 +626,7 @@ static int spec_get_enum(json_t *o, const char *where, const char *key, int requ
             break;
         used += (size_t)n;
     }
-    spec_why(why, whylen, "%s%s: '%.40s' is not one of %s", where, key, json_string_value(v), list);
+    flr_why(why, whylen, "%s%s: '%.40s' is not one of %s", where, key, json_string_value(v), list);
     return -FLR_ECONFIG;
 }
 
@@ -671,7 +656,7 @@ static int spec_table_from_json(struct flr_table_spec *t, json_t *o, uint32_t i,
 
     snprintf(where, sizeof(where), "tables[%u].", (unsigned)i);
     if (!json_is_object(o)) {
-        spec_why(why, whylen, "tables[%u]: expected an object", (unsigned)i);
+        flr_why(why, whylen, "tables[%u]: expected an object", (unsigned)i);
         return FLR_EFORMAT;
     }
     snprintf(label, sizeof(label), "tables[%u]", (unsigned)i);
@@ -710,7 +695,7 @@ static int spec_root_from_json(struct flr_job_spec *s, json_t *root, char *why, 
     int rv;
 
     if (!json_is_object(root)) {
-        spec_why(why, whylen, "expected a JSON object");
+        flr_why(why, whylen, "expected a JSON object");
         return FLR_EFORMAT;
     }
     if ((rv = spec_known_keys(root, NULL, spec_root_keys, why, whylen)) != 0)
@@ -732,16 +717,16 @@ static int spec_root_from_json(struct flr_job_spec *s, json_t *root, char *why, 
     SPEC_TRY(spec_get_seed(root, "", "seed", &s->seed, why, whylen));
 
     if (!(tables = json_object_get(root, "tables"))) {
-        spec_why(why, whylen, "tables: missing");
+        flr_why(why, whylen, "tables: missing");
         return FLR_EFORMAT;
     }
     if (!json_is_array(tables)) {
-        spec_why(why, whylen, "tables: expected an array");
+        flr_why(why, whylen, "tables: expected an array");
         return FLR_EFORMAT;
     }
     if (json_array_size(tables) > FLR_MAX_TABLES) {
-        spec_why(why, whylen, "tables: %zu tables, expected 1..%d", json_array_size(tables),
-                 FLR_MAX_TABLES);
+        flr_why(why, whylen, "tables: %zu tables, expected 1..%d", json_array_size(tables),
+                FLR_MAX_TABLES);
         return FLR_ECONFIG;
     }
     s->ntables = (uint32_t)json_array_size(tables);
@@ -760,11 +745,11 @@ int flr_spec_from_json(struct flr_job_spec *s, const char *json, char *why, size
     int rv;
 
     if (!json) {
-        spec_why(why, whylen, "no JSON text");
+        flr_why(why, whylen, "no JSON text");
         return FLR_EFORMAT;
     }
     if (!(root = json_loads(json, JSON_REJECT_DUPLICATES, &err))) {
-        spec_why(why, whylen, "line %d, column %d: %s", err.line, err.column, err.text);
+        flr_why(why, whylen, "line %d, column %d: %s", err.line, err.column, err.text);
         return FLR_EFORMAT;
     }
     rv = spec_root_from_json(&tmp, root, why, whylen);

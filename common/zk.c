@@ -295,20 +295,6 @@ static int zk_wait_until(struct flr_zk *zk, int64_t deadline)
     return pthread_cond_timedwait(&zk->cv, &zk->mu, &ts);
 }
 
-static void zk_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void zk_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (!why || !whylen)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /*
  * Starts a new handle and waits for its session (the CONNECTING -> CONNECTED transition);
  * hlock held exclusive or the wrapper not yet shared.  On failure no handle is left, the
@@ -322,7 +308,7 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
     int connected, err;
 
     if (!(ctx = malloc(sizeof(*ctx)))) {
-        zk_why(why, whylen, "out of memory");
+        flr_why(why, whylen, "out of memory");
         return FLR_ENOMEM;
     }
     pthread_mutex_lock(&zk->mu);
@@ -344,8 +330,8 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
         zk->state = ZK_EXPIRED;
         atomic_store(&zk->expired, 1);
         pthread_mutex_unlock(&zk->mu);
-        zk_why(why, whylen, "could not start a ZooKeeper client for %s: %s", zk->hosts,
-               err ? strerror(err) : "bad host list");
+        flr_why(why, whylen, "could not start a ZooKeeper client for %s: %s", zk->hosts,
+                err ? strerror(err) : "bad host list");
         return FLR_EZK;
     }
 
@@ -368,8 +354,8 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
     if (!connected) {
         zookeeper_close(zh);
         free(ctx);
-        zk_why(why, whylen, "could not connect to ZooKeeper at %s within %d ms", zk->hosts,
-               connect_timeout_ms);
+        flr_why(why, whylen, "could not connect to ZooKeeper at %s within %d ms", zk->hosts,
+                connect_timeout_ms);
         return FLR_ETIMEOUT;
     }
     return 0;
@@ -814,7 +800,7 @@ int flr_zk_open(struct flr_zk **zp, const char *hosts, int session_ms, int conne
     int rv;
 
     if (!zp || !hosts || !*hosts || session_ms <= 0) {
-        zk_why(why, whylen, "bad ZooKeeper arguments");
+        flr_why(why, whylen, "bad ZooKeeper arguments");
         return FLR_EINVAL;
     }
     *zp = NULL;
@@ -872,7 +858,7 @@ fail_hosts:
 fail_zk:
     free(zk);
 fail_nomem:
-    zk_why(why, whylen, "out of memory");
+    flr_why(why, whylen, "out of memory");
     return FLR_ENOMEM;
 }
 

@@ -12,6 +12,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/prog.h"
 #include "coord.h"
 #include "worker/model.h"
 
@@ -69,20 +70,11 @@ int main(int argc, char **argv)
                                        "the workers and reports",
                                        PACKAGE_VERSION};
     char why[512];
-    int exit_now = 0, rv, lvl;
+    int rv;
     struct sigaction sa = {0};
 
-    if (flr_opts_parse(coord_opts, &c.cfg, &info, argc, argv, stdout, &exit_now, why,
-                       sizeof(why)) != 0) {
-        fprintf(stderr, "flr-coordinator: %s\n", why);
-        return 2;
-    }
-    if (exit_now)
-        return 0;
-    if ((lvl = flr_log_level_parse(c.cfg.log_level)) < 0) {
-        fprintf(stderr, "flr-coordinator: --log-level: '%s' is not a level\n", c.cfg.log_level);
-        return 2;
-    }
+    if ((rv = flr_prog_init(coord_opts, &c.cfg, &info, argc, argv, c.cfg.log_level)) >= 0)
+        return rv;
     if (strcmp(c.cfg.recovery, "none") != 0) {
         fprintf(stderr,
                 "flr-coordinator: --recovery: mode '%s' is not available in this release "
@@ -94,7 +86,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "flr-coordinator: %s\n", why);
         return 2;
     }
-    flr_log_init("flr-coordinator", lvl);
     sa.sa_handler = coord_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

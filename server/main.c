@@ -28,6 +28,7 @@
 #include "common/jobpaths.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/prog.h"
 #include "common/proto.h"
 #include "common/shardmap.h"
 #include "common/spec.h"
@@ -480,22 +481,11 @@ int main(int argc, char **argv)
                                        "flr parameter server: holds shards, applies pushes, "
                                        "answers pulls",
                                        PACKAGE_VERSION};
-    char why[512];
-    int exit_now = 0, rv, lvl;
+    int rv;
     struct sigaction sa = {0};
 
-    if (flr_opts_parse(srv_opts, &s.cfg, &info, argc, argv, stdout, &exit_now, why, sizeof(why)) !=
-        0) {
-        fprintf(stderr, "flr-server: %s\n", why);
-        return 2;
-    }
-    if (exit_now)
-        return 0;
-    if ((lvl = flr_log_level_parse(s.cfg.log_level)) < 0) {
-        fprintf(stderr, "flr-server: --log-level: '%s' is not a level\n", s.cfg.log_level);
-        return 2;
-    }
-    flr_log_init("flr-server", lvl);
+    if ((rv = flr_prog_init(srv_opts, &s.cfg, &info, argc, argv, s.cfg.log_level)) >= 0)
+        return rv;
     sa.sa_handler = srv_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

@@ -119,20 +119,6 @@ struct flr_store {
     struct flr_tshard tables[FLR_MAX_TABLES];
 };
 
-static void tsh_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void tsh_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 static size_t tsh_round(size_t n)
 {
     return (n + TSH_ALIGN - 1) & ~(size_t)(TSH_ALIGN - 1);
@@ -636,14 +622,14 @@ static int tsh_check_key(const struct flr_tshard *t, uint64_t key, char *why, si
     uint32_t shard;
 
     if (flr_key_table(key) != t->spec.id) {
-        tsh_why(why, whylen,
+        flr_why(why, whylen,
                 "key 0x%016" PRIx64 " belongs to table %" PRIu32 ", not %" PRIu32 " (%s)", key,
                 flr_key_table(key), t->spec.id, t->spec.name);
         return FLR_EKEY_RANGE;
     }
     if (t->spec.kind == FLR_TABLE_DENSE) {
         if (row >= t->spec.rows) {
-            tsh_why(why, whylen,
+            flr_why(why, whylen,
                     "key 0x%016" PRIx64 " (row %" PRIu64 ") is outside rows [0, %" PRIu64
                     ") of table %s",
                     key, row, t->spec.rows, t->spec.name);
@@ -655,7 +641,7 @@ static int tsh_check_key(const struct flr_tshard *t, uint64_t key, char *why, si
     shard = flr_shard_of_key(&s->spec, key);
     if (t->spec.kind == FLR_TABLE_SPARSE && shard == s->shard)
         return 0;
-    tsh_why(why, whylen,
+    flr_why(why, whylen,
             "key 0x%016" PRIx64 " (row %" PRIu64 ") of table %s belongs to shard %" PRIu32
             ", not %" PRIu32,
             key, row, t->spec.name, shard, s->shard);
@@ -708,7 +694,7 @@ int flr_tshard_check_keys(const struct flr_tshard *t, const void *keys, uint32_t
     int rv;
 
     if (t == NULL) {
-        tsh_why(why, whylen, "unknown table");
+        flr_why(why, whylen, "unknown table");
         return FLR_EUNKNOWN_TABLE;
     }
     if (tsh_keys_own(t, k, n))
@@ -771,7 +757,7 @@ static void tsh_why_nonfinite(const struct flr_tshard *t, const unsigned char *k
         for (uint32_t j = 0; j < t->dim; j++) {
             uint32_t bits = tsh_load_u32(g + (size_t)j * 4) & TSH_F32_ABS;
             if (bits >= TSH_F32_INF) {
-                tsh_why(why, whylen, "key 0x%016" PRIx64 " column %" PRIu32 ": gradient is %s",
+                flr_why(why, whylen, "key 0x%016" PRIx64 " column %" PRIu32 ": gradient is %s",
                         flr_load_u64(k + (size_t)i * 8), j,
                         bits > TSH_F32_INF ? "NaN" : "infinite");
                 return;
@@ -791,7 +777,7 @@ int flr_tshard_check_push(const struct flr_tshard *t, const void *keys, uint32_t
         return rv;
     expect = (uint64_t)n * t->dim * sizeof(float);
     if (vals_len != expect) {
-        tsh_why(why, whylen,
+        flr_why(why, whylen,
                 "values are %" PRIu64 " bytes, expected %" PRIu32 " keys x dim %" PRIu32
                 " x 4 = %" PRIu64,
                 vals_len, n, t->dim, expect);

@@ -40,20 +40,6 @@
 #define CTR_BUCKET_EMPTY 65
 #define CTR_BUCKET_BAD   66
 
-static void data_why(char *why, size_t whylen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void data_why(char *why, size_t whylen, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why == NULL || whylen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
-    va_end(ap);
-}
-
 /* Opens path for reading; distinguishes a missing file (FLR_ENOT_FOUND) from other
  * failures so that callers can add a hint about where the file comes from. */
 static int data_open(gzFile *fp, const char *path, const char *hint, char *why, size_t whylen)
@@ -62,18 +48,18 @@ static int data_open(gzFile *fp, const char *path, const char *hint, char *why, 
 
     if (stat(path, &st) != 0) {
         if (errno == ENOENT || errno == ENOTDIR) {
-            data_why(why, whylen, "%s: not found%s", path, hint);
+            flr_why(why, whylen, "%s: not found%s", path, hint);
             return FLR_ENOT_FOUND;
         }
-        data_why(why, whylen, "%s: %s", path, strerror(errno));
+        flr_why(why, whylen, "%s: %s", path, strerror(errno));
         return FLR_EIO;
     }
     if (S_ISDIR(st.st_mode)) {
-        data_why(why, whylen, "%s: is a directory", path);
+        flr_why(why, whylen, "%s: is a directory", path);
         return FLR_EIO;
     }
     if ((*fp = gzopen(path, "rb")) == NULL) {
-        data_why(why, whylen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
+        flr_why(why, whylen, "%s: %s", path, errno ? strerror(errno) : "cannot open");
         return errno == ENOMEM ? FLR_ENOMEM : FLR_EIO;
     }
     gzbuffer(*fp, 256u << 10);
@@ -87,14 +73,14 @@ static int data_read_error(gzFile f, const char *path, const char *what, char *w
     const char *msg = gzerror(f, &zerr);
 
     if (zerr == Z_ERRNO) {
-        data_why(why, whylen, "%s: read error: %s", path, strerror(errno));
+        flr_why(why, whylen, "%s: read error: %s", path, strerror(errno));
         return FLR_EIO;
     }
     if (zerr != Z_OK && zerr != Z_BUF_ERROR) {
-        data_why(why, whylen, "%s: corrupt gzip data (%s)", path, msg);
+        flr_why(why, whylen, "%s: corrupt gzip data (%s)", path, msg);
         return FLR_EFORMAT;
     }
-    data_why(why, whylen, "%s: truncated %s", path, what);
+    flr_why(why, whylen, "%s: truncated %s", path, what);
     return FLR_EFORMAT;
 }
 
@@ -127,7 +113,7 @@ static int data_expect_eof(gzFile f, const char *path, char *why, size_t whylen)
     int zerr = Z_OK, got = gzread(f, &c, 1);
 
     if (got > 0) {
-        data_why(why, whylen, "%s: trailing data after the last item", path);
+        flr_why(why, whylen, "%s: trailing data after the last item", path);
         return FLR_EFORMAT;
     }
     gzerror(f, &zerr);
@@ -152,19 +138,19 @@ static int fm_load_labels(struct flr_dataset *d, const char *path, char *why, si
         goto out_close;
     }
     if ((magic = data_be32(hdr)) != FM_LABELS_MAGIC) {
-        data_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX labels)", path,
-                 magic, FM_LABELS_MAGIC);
+        flr_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX labels)", path,
+                magic, FM_LABELS_MAGIC);
         rv = FLR_EFORMAT;
         goto out_close;
     }
     n = data_be32(hdr + 4);
     if (n != d->n) {
-        data_why(why, whylen, "%s: %" PRIu32 " labels but %" PRIu32 " images", path, n, d->n);
+        flr_why(why, whylen, "%s: %" PRIu32 " labels but %" PRIu32 " images", path, n, d->n);
         rv = FLR_EFORMAT;
         goto out_close;
     }
     if ((d->y = malloc(n)) == NULL) {
-        data_why(why, whylen, "%s: out of memory for %" PRIu32 " labels", path, n);
+        flr_why(why, whylen, "%s: out of memory for %" PRIu32 " labels", path, n);
         rv = FLR_ENOMEM;
         goto out_close;
     }
@@ -174,8 +160,8 @@ static int fm_load_labels(struct flr_dataset *d, const char *path, char *why, si
     }
     for (i = 0; i < n; i++) {
         if (d->y[i] >= FLR_FMNIST_CLASSES) {
-            data_why(why, whylen, "%s: label %u out of range at item %" PRIu32, path,
-                     (unsigned)d->y[i], i);
+            flr_why(why, whylen, "%s: label %u out of range at item %" PRIu32, path,
+                    (unsigned)d->y[i], i);
             rv = FLR_EFORMAT;
             goto out_close;
         }
@@ -202,8 +188,8 @@ static int fm_load_images(struct flr_dataset *d, const char *path, char *why, si
         goto out_close;
     }
     if ((magic = data_be32(hdr)) != FM_IMAGES_MAGIC) {
-        data_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX images)", path,
-                 magic, FM_IMAGES_MAGIC);
+        flr_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX images)", path,
+                magic, FM_IMAGES_MAGIC);
         rv = FLR_EFORMAT;
         goto out_close;
     }
@@ -211,20 +197,20 @@ static int fm_load_images(struct flr_dataset *d, const char *path, char *why, si
     rows = data_be32(hdr + 8);
     cols = data_be32(hdr + 12);
     if (rows != FM_SIDE || cols != FM_SIDE) {
-        data_why(why, whylen, "%s: images are %" PRIu32 "x%" PRIu32 ", expected %dx%d", path, rows,
-                 cols, FM_SIDE, FM_SIDE);
+        flr_why(why, whylen, "%s: images are %" PRIu32 "x%" PRIu32 ", expected %dx%d", path, rows,
+                cols, FM_SIDE, FM_SIDE);
         rv = FLR_EFORMAT;
         goto out_close;
     }
     if (n == 0) {
-        data_why(why, whylen, "%s: holds no images", path);
+        flr_why(why, whylen, "%s: holds no images", path);
         rv = FLR_EFORMAT;
         goto out_close;
     }
     d->n = n;
     if ((d->x = malloc((size_t)n * FLR_FMNIST_DIM * sizeof(float))) == NULL ||
         (buf = malloc((size_t)BATCH * FLR_FMNIST_DIM)) == NULL) {
-        data_why(why, whylen, "%s: out of memory for %" PRIu32 " images", path, n);
+        flr_why(why, whylen, "%s: out of memory for %" PRIu32 " images", path, n);
         rv = FLR_ENOMEM;
         goto out_free;
     }
@@ -263,7 +249,7 @@ int flr_fmnist_load(struct flr_dataset *d, const char *dir, int train, char *why
 
     if ((size_t)snprintf(path, sizeof(path), "%s/%s-images-idx3-ubyte.gz", dir, prefix) >=
         sizeof(path)) {
-        data_why(why, whylen, "%s: directory name too long", dir);
+        flr_why(why, whylen, "%s: directory name too long", dir);
         return FLR_EINVAL;
     }
     if ((rv = fm_load_images(d, path, why, whylen)) != 0)
@@ -369,16 +355,16 @@ static int ctr_parse_line(struct flr_dataset *d, uint64_t r, const char *s, size
 
         if (col == 0) {
             if (flen != 1 || (p[0] != '0' && p[0] != '1')) {
-                data_why(why, whylen, "%s:%" PRIu64 ": bad label '%.*s' (expected 0 or 1)", path,
-                         lineno, (int)(flen > 16 ? 16 : flen), p);
+                flr_why(why, whylen, "%s:%" PRIu64 ": bad label '%.*s' (expected 0 or 1)", path,
+                        lineno, (int)(flen > 16 ? 16 : flen), p);
                 return FLR_EFORMAT;
             }
             d->y[r] = (uint8_t)(p[0] - '0');
         } else if (col < FLR_CTR_FIELDS) {
             uint32_t field = col - 1;
             if (field < FLR_CTR_INT && ctr_int_bucket(p, flen) == CTR_BUCKET_BAD) {
-                data_why(why, whylen, "%s:%" PRIu64 ": column I%u: bad integer '%.*s'", path,
-                         lineno, field + 1, (int)(flen > 24 ? 24 : flen), p);
+                flr_why(why, whylen, "%s:%" PRIu64 ": column I%u: bad integer '%.*s'", path, lineno,
+                        field + 1, (int)(flen > 24 ? 24 : flen), p);
                 return FLR_EFORMAT;
             }
             feat[field] = ctr_feature_masked(field, p, flen, mask);
@@ -389,8 +375,8 @@ static int ctr_parse_line(struct flr_dataset *d, uint64_t r, const char *s, size
         p = q + 1;
     }
     if (col != FLR_CTR_FIELDS) {
-        data_why(why, whylen, "%s:%" PRIu64 ": %u columns, expected %d", path, lineno, col,
-                 FLR_CTR_FIELDS);
+        flr_why(why, whylen, "%s:%" PRIu64 ": %u columns, expected %d", path, lineno, col,
+                FLR_CTR_FIELDS);
         return FLR_EFORMAT;
     }
     feat[FLR_CTR_FIELDS - 1] = 0;
@@ -433,14 +419,14 @@ int flr_ctr_load(struct flr_dataset *d, const char *path, uint32_t hash_bits, ui
     d->kind = FLR_DATA_CTR;
     d->dim = FLR_CTR_FIELDS;
     if (hash_bits < 8 || hash_bits > 40) {
-        data_why(why, whylen, "%s: hash_bits %" PRIu32 " out of range 8..40", path, hash_bits);
+        flr_why(why, whylen, "%s: hash_bits %" PRIu32 " out of range 8..40", path, hash_bits);
         return FLR_EINVAL;
     }
     mask = ctr_mask(hash_bits);
     if ((rv = data_open(&f, path, "", why, whylen)) != 0)
         return rv;
     if ((buf = malloc(DATA_CHUNK + CTR_MAX_LINE)) == NULL) {
-        data_why(why, whylen, "%s: out of memory", path);
+        flr_why(why, whylen, "%s: out of memory", path);
         rv = FLR_ENOMEM;
         goto out_fail;
     }
@@ -477,7 +463,7 @@ int flr_ctr_load(struct flr_dataset *d, const char *path, uint32_t hash_bits, ui
             }
             lineno++;
             if (d->n == cap && (rv = ctr_grow(d, &cap, max_rows)) != 0) {
-                data_why(why, whylen, "%s:%" PRIu64 ": out of memory", path, lineno);
+                flr_why(why, whylen, "%s:%" PRIu64 ": out of memory", path, lineno);
                 goto out_fail;
             }
             rv = ctr_parse_line(d, d->n, buf + start, len, mask, path, lineno, why, whylen);
@@ -487,8 +473,8 @@ int flr_ctr_load(struct flr_dataset *d, const char *path, uint32_t hash_bits, ui
             start += len + (nl != NULL);
         }
         if (start < have && !eof && have - start >= CTR_MAX_LINE) {
-            data_why(why, whylen, "%s:%" PRIu64 ": line longer than %u bytes", path, lineno + 1,
-                     CTR_MAX_LINE);
+            flr_why(why, whylen, "%s:%" PRIu64 ": line longer than %u bytes", path, lineno + 1,
+                    CTR_MAX_LINE);
             rv = FLR_EFORMAT;
             goto out_fail;
         }
@@ -496,7 +482,7 @@ int flr_ctr_load(struct flr_dataset *d, const char *path, uint32_t hash_bits, ui
         have -= start;
     }
     if (d->n == 0) {
-        data_why(why, whylen, "%s: holds no rows", path);
+        flr_why(why, whylen, "%s: holds no rows", path);
         rv = FLR_EFORMAT;
         goto out_fail;
     }

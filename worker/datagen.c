@@ -50,6 +50,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/prog.h"
 #include "common/util.h"
 #include "data.h"
 
@@ -534,22 +535,12 @@ int main(int argc, char **argv)
     struct dg_stats train = {0}, test = {0};
     struct dg_model m;
     char why[1400];
-    int exit_now = 0, lvl, rv;
+    int rv;
     int64_t t0 = flr_now_ms();
     double auc, logloss;
 
-    if (flr_opts_parse(dg_opts, &cfg, &info, argc, argv, stdout, &exit_now, why, sizeof(why)) !=
-        0) {
-        fprintf(stderr, "flr-datagen: %s\n", why);
-        return 2;
-    }
-    if (exit_now)
-        return 0;
-    if ((lvl = flr_log_level_parse(cfg.log_level)) < 0) {
-        fprintf(stderr, "flr-datagen: --log-level: '%s' is not a level\n", cfg.log_level);
-        return 2;
-    }
-    flr_log_init("flr-datagen", lvl);
+    if ((rv = flr_prog_init(dg_opts, &cfg, &info, argc, argv, cfg.log_level)) >= 0)
+        return rv;
 
     if ((rv = dg_mkdirs(cfg.out_dir, why, sizeof(why))) != 0) {
         flr_err("dg.outdir", "%s", why);

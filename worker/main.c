@@ -16,6 +16,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/opt.h"
+#include "common/prog.h"
 #include "common/spec.h"
 #include "flr_client.h"
 #include "model.h"
@@ -89,20 +90,10 @@ int main(int argc, char **argv)
     struct flr_job_spec spec;
     struct flr_train_cfg tc = {0};
     char why[512], *result = NULL;
-    int exit_now = 0, rv, lvl;
+    int rv;
 
-    if (flr_opts_parse(wrk_opts, &cfg, &info, argc, argv, stdout, &exit_now, why, sizeof(why)) !=
-        0) {
-        fprintf(stderr, "flr-worker: %s\n", why);
-        return 2;
-    }
-    if (exit_now)
-        return 0;
-    if ((lvl = flr_log_level_parse(cfg.log_level)) < 0) {
-        fprintf(stderr, "flr-worker: --log-level: '%s' is not a level\n", cfg.log_level);
-        return 2;
-    }
-    flr_log_init("flr-worker", lvl);
+    if ((rv = flr_prog_init(wrk_opts, &cfg, &info, argc, argv, cfg.log_level)) >= 0)
+        return rv;
     signal(SIGPIPE, SIG_IGN);
 
     flr_client_opts_default(&co);

@@ -1,0 +1,21 @@
+/*
+ * prog.h - the start of every flr program's main: options, --help and friends, logging.
+ */
+#ifndef FLR_PROG_H
+#define FLR_PROG_H
+
+#include "opt.h"
+
+/*
+ * Parses argc/argv (and any --config file) with the option table into cfg, answers
+ * --help, --version and --dump-config, checks the log level (log_level is the cfg field
+ * the table fills, read after parsing) and starts logging as info->prog.  Bad options
+ * and bad config are reported as one line on stderr.
+ *
+ * Returns -1 when main should go on, or the exit code main should return: 0 after
+ * --help, --version or --dump-config, 2 after a bad option or config.
+ */
+int flr_prog_init(const struct flr_opt *table, void *cfg, const struct flr_opts_info *info,
+                  int argc, char **argv, const char *log_level);
+
+#endif
