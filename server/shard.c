@@ -332,8 +332,10 @@ static void shard_release_pulls(struct flr_shard *s)
     s->pulls.n = keep;
 }
 
-static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
-                                         const struct flr_msg *m)
+/* The checks a pull and a push share: the table exists and the keys are sorted and
+ * unique.  Returns the table, or NULL after rejecting the request. */
+static struct flr_tshard *shard_check_table_keys(struct flr_shard *s, struct flr_req *req,
+                                                 nng_msg *msg, const struct flr_msg *m)
 {
     struct flr_tshard *t = flr_store_table(s->store, m->table);
     char why[FLR_REASON_MAX];
@@ -342,12 +344,24 @@ static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *re
     if (!t) {
         snprintf(why, sizeof(why), "unknown table %u", m->table);
         shard_reject(s, req, msg, m, FLR_EUNKNOWN_TABLE, why);
-        return FLR_SHARD_REPLIED;
+        return NULL;
     }
     if ((rv = flr_keys_check_sorted(m->keys, m->nkeys)) != 0) {
         shard_reject(s, req, msg, m, rv, "keys are not sorted and unique");
-        return FLR_SHARD_REPLIED;
+        return NULL;
     }
+    return t;
+}
+
+static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                         const struct flr_msg *m)
+{
+    struct flr_tshard *t;
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    if (!(t = shard_check_table_keys(s, req, msg, m)))
+        return FLR_SHARD_REPLIED;
     if ((rv = flr_tshard_check_keys(t, m->keys, m->nkeys, why, sizeof(why))) != 0) {
         shard_reject(s, req, msg, m, rv, why);
         return FLR_SHARD_REPLIED;
@@ -367,19 +381,12 @@ static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *re
 static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                          const struct flr_msg *m)
 {
-    struct flr_tshard *t = flr_store_table(s->store, m->table);
+    struct flr_tshard *t;
     char why[FLR_REASON_MAX];
     int rv;
 
-    if (!t) {
-        snprintf(why, sizeof(why), "unknown table %u", m->table);
-        shard_reject(s, req, msg, m, FLR_EUNKNOWN_TABLE, why);
+    if (!(t = shard_check_table_keys(s, req, msg, m)))
         return FLR_SHARD_REPLIED;
-    }
-    if ((rv = flr_keys_check_sorted(m->keys, m->nkeys)) != 0) {
-        shard_reject(s, req, msg, m, rv, "keys are not sorted and unique");
-        return FLR_SHARD_REPLIED;
-    }
     if ((rv = flr_tshard_check_push(t, m->keys, m->nkeys, m->vals, m->vals_len, why,
                                     sizeof(why))) != 0) {
         shard_reject(s, req, msg, m, rv, why);

@@ -18,16 +18,18 @@ struct eval_out {
     double auc;      /* ctr */
 };
 
-/* Pulls every table of b (all in flight at once). */
-static int train_pull(struct flr_client *c, struct flr_batch *b)
+/* Pulls (or pushes) every table of b, all in flight at once. */
+static int train_exchange(struct flr_client *c, struct flr_batch *b, int push)
 {
     struct flr_op *ops[FLR_MAX_TABLES];
     int rv = 0, r;
     uint32_t i, started = 0;
 
     for (i = 0; i < b->ntables; i++) {
-        if ((r = flr_pull_async(c, b->t[i].table, b->t[i].keys, b->t[i].nkeys, b->t[i].vals,
-                                &ops[i])) != 0) {
+        const struct flr_batch_table *t = &b->t[i];
+        r = push ? flr_push_async(c, t->table, t->keys, t->nkeys, t->grads, &ops[i])
+                 : flr_pull_async(c, t->table, t->keys, t->nkeys, t->vals, &ops[i]);
+        if (r != 0) {
             rv = r;
             break;
         }
@@ -39,24 +41,14 @@ static int train_pull(struct flr_client *c, struct flr_batch *b)
     return rv;
 }
 
+static int train_pull(struct flr_client *c, struct flr_batch *b)
+{
+    return train_exchange(c, b, 0);
+}
+
 static int train_push(struct flr_client *c, struct flr_batch *b)
 {
-    struct flr_op *ops[FLR_MAX_TABLES];
-    int rv = 0, r;
-    uint32_t i, started = 0;
-
-    for (i = 0; i < b->ntables; i++) {
-        if ((r = flr_push_async(c, b->t[i].table, b->t[i].keys, b->t[i].nkeys, b->t[i].grads,
-                                &ops[i])) != 0) {
-            rv = r;
-            break;
-        }
-        started++;
-    }
-    for (i = 0; i < started; i++)
-        if ((r = flr_wait(ops[i])) != 0 && !rv)
-            rv = r;
-    return rv;
+    return train_exchange(c, b, 1);
 }
 
 static int train_eval(struct flr_client *c, const struct flr_model_ops *ops, void *m,
