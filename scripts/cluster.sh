@@ -35,7 +35,7 @@ cluster_init() {
 cluster_zk_start() {
     local here
     here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-    ZK=$("$here/tests/zk.sh" start "$CLUSTER_DIR/zk" "${1:-200}") || return 1
+    ZK=$("$here/tests/zk.sh" start "$CLUSTER_DIR/zk" "${1:-200}" $$) || return 1
     CLUSTER_OWN_ZK=1
 }
 

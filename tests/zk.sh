@@ -2,7 +2,10 @@
 # zk.sh - start or stop a standalone ZooKeeper server (Debian's `zookeeper` package) on a
 # free loopback port with its own data directory.  Used by tests, benchmarks and the demo.
 #
-#   zk.sh start DIR [TICK_MS]   starts it, waits until it answers, prints HOST:PORT
+#   zk.sh start DIR [TICK_MS] [OWNER_PID]
+#                               starts it, waits until it serves, prints HOST:PORT; with
+#                               OWNER_PID, a watchdog stops it when that process is gone,
+#                               so a test that crashes or is killed leaves nothing behind
 #   zk.sh stop DIR              stops it (SIGTERM, then SIGKILL) and removes DIR
 #
 # DIR holds zoo.cfg, data/, zk.log and zk.pid.  The server's minimum session timeout is
@@ -56,6 +59,7 @@ dir=${2:-}
 case "$cmd" in
 start)
     tick=${3:-200}
+    owner=${4:-}
     command -v java >/dev/null || { echo "zk.sh: java not found: install a Java runtime (default-jre-headless)" >&2; exit 1; }
     mkdir -p "$dir/data"
     cp=$(zk_classpath)
@@ -80,6 +84,19 @@ CFG
         echo $! > "$dir/zk.pid"
         for _ in $(seq 1 300); do
             if zk_ok "$port"; then
+                if [ -n "$owner" ]; then
+                    zkpid=$(cat "$dir/zk.pid")
+                    (
+                        while kill -0 "$owner" 2>/dev/null && kill -0 "$zkpid" 2>/dev/null; do
+                            sleep 1
+                        done
+                        kill "$zkpid" 2>/dev/null
+                        sleep 2
+                        kill -9 "$zkpid" 2>/dev/null
+                        rm -rf "$dir"
+                    ) >/dev/null 2>&1 </dev/null &
+                    disown
+                fi
                 echo "127.0.0.1:$port"
                 exit 0
             fi
