@@ -27,7 +27,8 @@
  * The decoder is strict: magic, type, array length, every field's msgpack type, integer
  * ranges, the key blob's length (a multiple of 8, at most max_keys keys), the value blob's
  * length (a whole number of float32 per key), and the message size against max_size.
- * Semantic checks that need the table (dim, row range) belong to the receiver.
+ * Semantic checks that need the table (dim, row range) and the keys' order
+ * (flr_keys_check_sorted) belong to the receiver.
  */
 #ifndef FLR_PROTO_H
 #define FLR_PROTO_H
@@ -119,7 +120,7 @@ size_t flr_msg_encode_into(const struct flr_msg *m, void *buf, void **vals_out);
 
 /*
  * Decodes the message in buf[0..len) into m.  On success returns 0.  On failure returns
- * FLR_EBAD_REQUEST (or FLR_ETOO_BIG, FLR_EUNSORTED...) and writes a one-line reason to
+ * FLR_EBAD_REQUEST (or FLR_ETOO_BIG) and writes a one-line reason to
  * why (if given).  After a failure, m->type, m->sender and m->request_id hold whatever
  * could be read (0 otherwise) so that the receiver can address an error reply.
  *

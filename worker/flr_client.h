@@ -37,7 +37,7 @@ struct flr_client_opts {
     uint32_t worker_id;   /* 0 .. num_workers-1 */
     const char *endpoint; /* this worker's advertised endpoint, or NULL */
     int session_ms;       /* ZooKeeper session timeout (default 10000) */
-    int timeout_ms;       /* per-request timeout before a retry (default 30000) */
+    int timeout_ms;       /* how long an operation may take, retries included (default 120000) */
     int start_timeout_ms; /* how long open() waits for the job to start (default 120000) */
     uint32_t max_keys;    /* keys per message before splitting (default 1 Mi) */
     size_t max_msg;       /* largest message accepted (default 256 MiB) */
