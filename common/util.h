@@ -20,6 +20,15 @@ static inline int64_t flr_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Wall-clock time in milliseconds since the epoch (for reports and records that other
+ * processes read; durations within a process use flr_now_ms). */
+static inline int64_t flr_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static inline int64_t flr_now_ns(void)
 {
     struct timespec ts;

@@ -87,14 +87,31 @@ int coord_create(struct coord *c, char *why, size_t whylen)
         }
         free(data);
     }
+    /* Clear what an earlier job left, except the election's nodes: the candidates of this
+     * job, us included, live there. */
     flr_job_path(path, sizeof(path), c->cfg.job, "");
-    if ((rv = flr_zk_delete_tree(c->zk, path)) != 0 || (rv = flr_zk_mkdirs(c->zk, path)) != 0) {
+    if ((rv = flr_zk_mkdirs(c->zk, path)) != 0) {
         snprintf(why, whylen, "cannot prepare %s in ZooKeeper: %s", path, flr_strerror(rv));
         return rv;
     }
+    {
+        char **names = NULL, child[2 * FLR_PATH_MAX];
+        int n = 0;
+        if ((rv = flr_zk_children(c->zk, path, 0, &names, &n)) != 0)
+            goto zk_fail;
+        for (int i = 0; i < n && rv == 0; i++) {
+            if (strcmp(names[i], "coordinators") == 0)
+                continue;
+            snprintf(child, sizeof(child), "%s/%s", path, names[i]);
+            rv = flr_zk_delete_tree(c->zk, child);
+        }
+        flr_zk_free_names(names, n);
+        if (rv != 0)
+            goto zk_fail;
+    }
     for (size_t i = 0; i < FLR_ARRAY_LEN(dirs); i++) {
         flr_job_path(path, sizeof(path), c->cfg.job, dirs[i]);
-        if ((rv = flr_zk_create(c->zk, path, "", 0, 0, NULL, 0)) != 0)
+        if ((rv = flr_zk_create(c->zk, path, "", 0, 0, NULL, 0)) != 0 && rv != FLR_EZK_EXISTS)
             goto zk_fail;
     }
     for (uint32_t s = 0; s < c->spec.num_shards; s++) {
@@ -169,6 +186,11 @@ int coord_wait_servers(struct coord *c, char *why, size_t whylen)
     if (!recs)
         return FLR_ENOMEM;
     while (!coord_stop) {
+        if (flr_zk_expired(c->zk)) {
+            snprintf(why, whylen, "ZooKeeper session expired: another coordinator may lead");
+            free(recs);
+            return FLR_EZK_EXPIRED;
+        }
         n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
         if (n >= (int)c->spec.num_servers)
             break;
@@ -257,11 +279,16 @@ int coord_assign(struct coord *c, char *why, size_t whylen)
         snprintf(why, whylen, "interrupted");
         return FLR_ECLOSED;
     }
-    if ((rv = coord_set_state(c, "running")) != 0) {
+    c->started_ms = flr_wall_ms();
+    snprintf(buf, sizeof(buf), "%lld", (long long)c->started_ms);
+    flr_job_path(path, sizeof(path), c->cfg.job, "/started");
+    rv = flr_zk_create(c->zk, path, buf, (int)strlen(buf), 0, NULL, 0);
+    if (rv == FLR_EZK_EXISTS)
+        rv = flr_zk_set(c->zk, path, buf, (int)strlen(buf), -1);
+    if (rv != 0 || (rv = coord_set_state(c, "running")) != 0) {
         snprintf(why, whylen, "cannot set the job running: %s", flr_strerror(rv));
         return rv;
     }
-    c->started_ms = flr_now_ms();
     flr_notice("coord.running", "job %s running: %u shards assigned at epoch %llu", c->cfg.job,
                c->spec.num_shards, (unsigned long long)epoch);
     return 0;
@@ -280,6 +307,10 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
     if (!(c->results = calloc(W, sizeof(*c->results))))
         return FLR_ENOMEM;
     while (!coord_stop && have < W) {
+        if (flr_zk_expired(c->zk)) {
+            snprintf(why, whylen, "ZooKeeper session expired: another coordinator may lead");
+            return FLR_EZK_EXPIRED;
+        }
         for (uint32_t w = 0; w < W; w++) {
             int len;
             if (c->results[w])
@@ -303,7 +334,7 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
         snprintf(why, whylen, "interrupted");
         return FLR_ECLOSED;
     }
-    c->finished_ms = flr_now_ms();
+    c->finished_ms = flr_wall_ms();
     return 0;
 }
 
@@ -393,10 +424,50 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
         }
         print_human(report);
     }
-    if (coord_set_state(c, ok ? "done" : "failed") != 0)
+    /* A coordinator that lost its session no longer leads: the job's end is not its to
+     * record. */
+    if (!flr_zk_expired(c->zk) && coord_set_state(c, ok ? "done" : "failed") != 0)
         flr_warn("coord.state", "could not record the job's end in ZooKeeper");
     json_decref(report);
     json_decref(w0);
     json_decref(workers);
     return rv;
+}
+
+int coord_resume(struct coord *c, char *phase, size_t phaselen, char *why, size_t whylen)
+{
+    char path[FLR_PATH_MAX], *data = NULL;
+    int rv, len;
+
+    phase[0] = 0;
+    flr_job_path(path, sizeof(path), c->cfg.job, "/state");
+    rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL);
+    if (rv == FLR_EZK_NONODE)
+        return 0;
+    if (rv != 0) {
+        snprintf(why, whylen, "cannot read %s: %s", path, flr_strerror(rv));
+        return rv;
+    }
+    snprintf(phase, phaselen, "%s", data);
+    free(data);
+    if (strcmp(phase, "waiting") != 0 && strcmp(phase, "running") != 0)
+        return 0;
+    /* The job to continue is the one ZooKeeper records, whatever our own flags say. */
+    flr_job_path(path, sizeof(path), c->cfg.job, "/spec");
+    if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL)) != 0) {
+        /* The leader died before writing the spec: the job was never announced. */
+        phase[0] = 0;
+        return 0;
+    }
+    rv = flr_spec_from_json(&c->spec, data, why, whylen);
+    free(data);
+    if (rv != 0)
+        return rv;
+    c->started_ms = flr_wall_ms();
+    flr_job_path(path, sizeof(path), c->cfg.job, "/started");
+    if (flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL) == 0) {
+        c->started_ms = strtoll(data, NULL, 10);
+        free(data);
+    }
+    return 0;
 }

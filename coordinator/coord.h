@@ -11,7 +11,11 @@
  *     running  workers train; wait for every worker's result          coord_wait_results()
  *     done     write the report; servers and workers exit             coord_finish()
  *
- * A later phase adds leader election before CREATE and failure handling during running.
+ * Leader election (elect.c) comes first: only the leader runs these phases.  A follower
+ * that takes over resumes from the state ZooKeeper records (coord_resume): "waiting" is
+ * redone from the server wait, "running" continues with the wait for results, "done" and
+ * "failed" need nothing.  Every wait gives up when the session expires, because a
+ * follower may already lead.  Failure handling during "running" comes next.
  */
 #ifndef FLR_COORD_H
 #define FLR_COORD_H
@@ -48,10 +52,26 @@ struct coord {
     struct coord_cfg cfg;
     struct flr_zk *zk;
     struct flr_job_spec spec;
-    int64_t started_ms; /* when the job entered "running" */
+    int64_t started_ms; /* wall-clock ms when the job entered "running" (also in ZooKeeper,
+                           /flr/<job>/started, so that a new leader reports the same) */
     int64_t finished_ms;
-    char **results; /* num_workers JSON documents */
+    char **results;     /* num_workers JSON documents */
+    char candidate[64]; /* our election node's name, c_NNNNNNNNNN */
 };
+
+/*
+ * Joins the election of the job's coordinators and returns once this one leads (see
+ * elect.c).  *took_over is set when another candidate was ahead of us, i.e. we lead
+ * because a leader died or left.  Returns 0, FLR_EZK_EXPIRED or FLR_ECLOSED (coord_stop).
+ */
+int coord_elect(struct coord *c, int *took_over, char *why, size_t whylen);
+
+/*
+ * Picks up a job another coordinator led, from what ZooKeeper records: reads the job's
+ * spec and state.  Sets *phase to the state ("waiting", "running", "done", "failed", or
+ * "" when there is no job).  Returns 0 or an error with a reason.
+ */
+int coord_resume(struct coord *c, char *phase, size_t phaselen, char *why, size_t whylen);
 
 /* Set by a signal handler (or an embedder) to make every wait give up. */
 extern volatile int coord_stop;

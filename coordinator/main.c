@@ -1,6 +1,7 @@
 /*
  * flr-coordinator - creates a job in ZooKeeper, assigns its shards to the servers that
- * register, starts the workers, waits for them, and reports.
+ * register, starts the workers, waits for them, and reports.  Several may run for one job:
+ * one leads, the others wait in line and the next takes over if the leader dies.
  */
 #include "config.h"
 
@@ -94,13 +95,44 @@ int main(int argc, char **argv)
         flr_err("coord.zk", "%s", why);
         return 1;
     }
-    rv = coord_create(&c, why, sizeof(why));
-    if (rv == 0)
-        rv = coord_wait_servers(&c, why, sizeof(why));
-    if (rv == 0)
-        rv = coord_assign(&c, why, sizeof(why));
-    if (rv == 0)
-        rv = coord_wait_results(&c, why, sizeof(why));
+    {
+        char phase[32] = "";
+        int took_over = 0;
+
+        if ((rv = coord_elect(&c, &took_over, why, sizeof(why))) != 0) {
+            flr_err("coord.elect", "job %s: %s", c.cfg.job, why);
+            flr_zk_close(c.zk);
+            return 1;
+        }
+        flr_notice("coord.leader", "job %s: %s leads%s", c.cfg.job, c.candidate,
+                   took_over ? ", taking over from the previous leader" : "");
+        if (took_over && (rv = coord_resume(&c, phase, sizeof(phase), why, sizeof(why))) != 0) {
+            flr_err("coord.resume", "job %s: %s", c.cfg.job, why);
+            flr_zk_close(c.zk);
+            return 1;
+        }
+        if (strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0) {
+            flr_notice("coord.idle", "job %s already %s under the previous leader", c.cfg.job,
+                       phase);
+            flr_zk_close(c.zk);
+            return 0;
+        }
+        if (strcmp(phase, "running") == 0) {
+            flr_notice("coord.resume", "job %s: continuing the running job", c.cfg.job);
+            rv = coord_wait_results(&c, why, sizeof(why));
+        } else {
+            if (strcmp(phase, "waiting") == 0)
+                flr_notice("coord.resume", "job %s: continuing the job's start", c.cfg.job);
+            else
+                rv = coord_create(&c, why, sizeof(why));
+            if (rv == 0)
+                rv = coord_wait_servers(&c, why, sizeof(why));
+            if (rv == 0)
+                rv = coord_assign(&c, why, sizeof(why));
+            if (rv == 0)
+                rv = coord_wait_results(&c, why, sizeof(why));
+        }
+    }
     if (rv != 0 && rv != FLR_EZK_EXISTS)
         flr_err("coord.fail", "job %s: %s", c.cfg.job, why);
     else if (rv == FLR_EZK_EXISTS)
@@ -113,7 +145,7 @@ int main(int argc, char **argv)
         }
     }
     if (c.results)
-        for (long long w = 0; w < c.cfg.workers; w++)
+        for (uint32_t w = 0; w < c.spec.num_workers; w++)
             free(c.results[w]);
     free(c.results);
     flr_zk_close(c.zk);
