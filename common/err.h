@@ -40,7 +40,8 @@
     X(RECOVERING, 24, "shard is recovering")                                                       \
     X(SHUTDOWN, 25, "shutting down")                                                               \
     X(NOT_FOUND, 26, "not found")                                                                  \
-    X(INTERNAL, 27, "internal error")
+    X(INTERNAL, 27, "internal error")                                                              \
+    X(WORKER_REMOVED, 28, "worker was removed from the job")
 
 enum flr_err {
 #define FLR_ERR_ENUM(name, value, msg) FLR_E##name = value,

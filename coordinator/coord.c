@@ -68,8 +68,8 @@ int coord_set_state(struct coord *c, const char *state)
 
 int coord_create(struct coord *c, char *why, size_t whylen)
 {
-    static const char *const dirs[] = {"/servers", "/workers", "/shards",
-                                       "/results", "/events",  "/coordinators"};
+    static const char *const dirs[] = {"/servers", "/workers", "/shards",      "/results",
+                                       "/events",  "/removed", "/coordinators"};
     char path[FLR_PATH_MAX], *json = NULL, *data;
     int rv, len;
 
@@ -298,38 +298,92 @@ zk_fail:
     return rv;
 }
 
+/* Removes a worker whose ephemeral node is gone without a result: servers stop counting
+ * its clock (so BSP and SSP go on) and the job no longer waits for it. */
+static int coord_remove_worker(struct coord *c, uint32_t w)
+{
+    char path[FLR_PATH_MAX], data[64];
+    int rv;
+
+    snprintf(data, sizeof(data), "{\"at_ms\":%lld}", (long long)flr_wall_ms());
+    flr_job_node(path, sizeof(path), c->cfg.job, "removed", w);
+    rv = flr_zk_create(c->zk, path, data, (int)strlen(data), 0, NULL, 0);
+    if (rv != 0 && rv != FLR_EZK_EXISTS)
+        return rv;
+    c->lost[w] = 1;
+    flr_warn("coord.worker_lost",
+             "job %s: worker %u is gone without a result; removed from "
+             "the job, training goes on without it",
+             c->cfg.job, w);
+    return 0;
+}
+
 int coord_wait_results(struct coord *c, char *why, size_t whylen)
 {
     char path[FLR_PATH_MAX];
     int64_t deadline = c->cfg.job_timeout_ms > 0 ? flr_now_ms() + c->cfg.job_timeout_ms : 0;
-    uint32_t W = c->spec.num_workers, have = 0;
+    uint32_t W = c->spec.num_workers, have = 0, w;
+    uint8_t *seen = calloc(W, 1);
 
-    if (!(c->results = calloc(W, sizeof(*c->results))))
+    if (!seen || !(c->results = calloc(W, sizeof(*c->results))) ||
+        !(c->lost = calloc(W, sizeof(*c->lost)))) {
+        free(seen);
         return FLR_ENOMEM;
+    }
+    /* Workers removed under a previous leader stay removed. */
+    for (w = 0; w < W; w++) {
+        int exists = 0;
+        flr_job_node(path, sizeof(path), c->cfg.job, "removed", w);
+        if (flr_zk_exists(c->zk, path, 0, &exists) == 0 && exists) {
+            c->lost[w] = 1;
+            have++;
+        }
+    }
     while (!coord_stop && have < W) {
         if (flr_zk_expired(c->zk)) {
             snprintf(why, whylen, "ZooKeeper session expired: another coordinator may lead");
+            free(seen);
             return FLR_EZK_EXPIRED;
         }
-        for (uint32_t w = 0; w < W; w++) {
-            int len;
-            if (c->results[w])
+        for (w = 0; w < W; w++) {
+            int len, alive = 0;
+            if (c->results[w] || c->lost[w])
                 continue;
             flr_job_node(path, sizeof(path), c->cfg.job, "results", w);
             if (flr_zk_get(c->zk, path, 0, &c->results[w], &len, NULL, NULL) == 0) {
                 have++;
                 flr_info("coord.result", "worker %u finished", w);
+                continue;
             }
+            flr_job_node(path, sizeof(path), c->cfg.job, "workers", w);
+            if (flr_zk_exists(c->zk, path, 0, &alive) != 0)
+                continue;
+            if (alive) {
+                seen[w] = 1;
+                continue;
+            }
+            if (!seen[w])
+                continue; /* not started yet */
+            /* Gone: unless it published its result just now, it died. */
+            flr_job_node(path, sizeof(path), c->cfg.job, "results", w);
+            if (flr_zk_get(c->zk, path, 0, &c->results[w], &len, NULL, NULL) == 0) {
+                have++;
+                continue;
+            }
+            if (coord_remove_worker(c, w) == 0)
+                have++;
         }
         if (have == W)
             break;
         if (deadline && flr_now_ms() > deadline) {
             snprintf(why, whylen, "only %u of %u workers finished within %lld ms", have, W,
                      c->cfg.job_timeout_ms);
+            free(seen);
             return FLR_ETIMEOUT;
         }
         usleep(100 * 1000);
     }
+    free(seen);
     if (coord_stop) {
         snprintf(why, whylen, "interrupted");
         return FLR_ECLOSED;
@@ -376,6 +430,9 @@ static void print_human(const json_t *r)
     printf("  recovery         %s; failures: %zu\n",
            json_string_value(json_object_get(r, "recovery")),
            json_array_size(json_object_get(r, "failures")));
+    if (json_array_size(json_object_get(r, "workers_lost")) > 0)
+        printf("  workers lost     %zu (training went on without them)\n",
+               json_array_size(json_object_get(r, "workers_lost")));
     fflush(stdout);
 }
 
@@ -416,6 +473,13 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
                             json_string(flr_optim_name(c->spec.tables[0].optim)));
         json_object_set_new(report, "lr", json_real(c->spec.tables[0].lr));
         json_object_set_new(report, "failures", json_array());
+        {
+            json_t *lost = json_array();
+            for (uint32_t w = 0; w < c->spec.num_workers; w++)
+                if (c->lost && c->lost[w])
+                    json_array_append_new(lost, json_integer(w));
+            json_object_set_new(report, "workers_lost", lost);
+        }
         json_object_set(report, "worker_results", workers);
         if (c->cfg.report[0] &&
             json_dump_file(report, c->cfg.report, JSON_INDENT(2) | JSON_REAL_PRECISION(8)) != 0) {

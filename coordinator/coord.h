@@ -56,6 +56,7 @@ struct coord {
                            /flr/<job>/started, so that a new leader reports the same) */
     int64_t finished_ms;
     char **results;     /* num_workers JSON documents */
+    uint8_t *lost;      /* num_workers flags: removed because they died without a result */
     char candidate[64]; /* our election node's name, c_NNNNNNNNNN */
 };
 

@@ -148,6 +148,7 @@ int main(int argc, char **argv)
         for (uint32_t w = 0; w < c.spec.num_workers; w++)
             free(c.results[w]);
     free(c.results);
+    free(c.lost);
     flr_zk_close(c.zk);
     return rv == 0 ? 0 : 1;
 }

@@ -90,6 +90,7 @@ struct srv {
     char endpoint[FLR_ENDPOINT_MAX];
     uint64_t incarnation;
     struct flr_shard **shards; /* spec.num_shards entries, NULL when not ours */
+    uint8_t *removed;          /* spec.num_workers flags: workers the coordinator removed */
     int serving_published;
 
     pthread_mutex_t mu;
@@ -347,6 +348,9 @@ static int srv_sync_shards(struct srv *s)
                 flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
                 return rv;
             }
+            for (uint32_t w = 0; w < s->spec.num_workers; w++)
+                if (s->removed[w])
+                    flr_shard_remove_worker(s->shards[i], w);
             flr_info("srv.load", "shard %u: serving at epoch %llu (%llu rows, %zu bytes)", i,
                      (unsigned long long)rec.epoch,
                      (unsigned long long)flr_store_rows(flr_shard_store(s->shards[i])),
@@ -360,6 +364,33 @@ static int srv_sync_shards(struct srv *s)
         s->serving_published = 1;
     }
     return 0;
+}
+
+/* Reads the workers the coordinator removed (leaving a child watch) and stops counting
+ * their clocks in every shard. */
+static void srv_sync_removed(struct srv *s)
+{
+    char path[FLR_PATH_MAX], **names = NULL;
+    int n = 0;
+
+    flr_job_path(path, sizeof(path), s->cfg.job, "/removed");
+    if (flr_zk_children(s->zk, path, 1, &names, &n) != 0)
+        return;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        unsigned long w = strtoul(names[i], &end, 10);
+        if (*end || w >= s->spec.num_workers || s->removed[w])
+            continue;
+        s->removed[w] = 1;
+        flr_notice("srv.worker_removed",
+                   "worker %lu removed from job %s: its clock no longer "
+                   "counts",
+                   w, s->cfg.job);
+        for (uint32_t sh = 0; sh < s->spec.num_shards; sh++)
+            if (s->shards[sh])
+                flr_shard_remove_worker(s->shards[sh], (uint32_t)w);
+    }
+    flr_zk_free_names(names, n);
 }
 
 /* Reads the job state (leaving a watch); sets srv_stop when the job is over. */
@@ -415,7 +446,8 @@ static int srv_run(struct srv *s)
     }
     if ((rv = srv_wait_spec(s)) != 0)
         return rv;
-    if (!(s->shards = calloc(s->spec.num_shards, sizeof(*s->shards))))
+    if (!(s->shards = calloc(s->spec.num_shards, sizeof(*s->shards))) ||
+        !(s->removed = calloc(s->spec.num_workers, sizeof(*s->removed))))
         return FLR_ENOMEM;
     if ((rv = flr_rep_open(&s->rep, s->cfg.listen, (int)s->cfg.contexts,
                            (size_t)s->cfg.max_msg_mb << 20, srv_on_request, s, why, sizeof(why))) !=
@@ -437,6 +469,7 @@ static int srv_run(struct srv *s)
     }
     flr_notice("srv.start", "server %lld of job %s listening on %s (%u shards in job)", s->cfg.id,
                s->cfg.job, s->endpoint, s->spec.num_shards);
+    srv_sync_removed(s);
     if ((rv = srv_sync_shards(s)) != 0)
         return rv;
     srv_check_state(s);
@@ -462,6 +495,7 @@ static int srv_run(struct srv *s)
             case FLR_ZK_EV_CHILD:
             case FLR_ZK_EV_CREATED:
             case FLR_ZK_EV_DELETED:
+                srv_sync_removed(s);
                 if ((rv = srv_sync_shards(s)) != 0 && rv != FLR_EZK_EXPIRED)
                     flr_warn("srv.sync", "reading the shard map failed: %s", flr_strerror(rv));
                 srv_check_state(s);
@@ -507,6 +541,7 @@ int main(int argc, char **argv)
         for (uint32_t i = 0; i < s.spec.num_shards; i++)
             flr_shard_close(s.shards[i]);
     free(s.shards);
+    free(s.removed);
     flr_rep_close(s.rep);
     while (s.head) {
         struct qnode *n = s.head;

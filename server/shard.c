@@ -33,6 +33,7 @@ struct flr_shard {
 
     uint32_t nworkers;
     int64_t *wclock;
+    uint8_t *removed; /* workers the coordinator removed: their clocks no longer count */
     int64_t min_clock;
     int64_t bound; /* pull at clock t waits for min_clock >= t - bound */
     int bsp;
@@ -125,7 +126,11 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     s->self = self_id;
     s->epoch = epoch;
     s->nworkers = spec->num_workers;
-    if (!(s->wclock = calloc(s->nworkers, sizeof(*s->wclock)))) {
+    s->wclock = calloc(s->nworkers, sizeof(*s->wclock));
+    s->removed = calloc(s->nworkers, sizeof(*s->removed));
+    if (!s->wclock || !s->removed) {
+        free(s->wclock);
+        free(s->removed);
         free(s);
         return FLR_ENOMEM;
     }
@@ -143,6 +148,7 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     }
     if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0) {
         free(s->wclock);
+        free(s->removed);
         free(s);
         return rv;
     }
@@ -158,6 +164,7 @@ void flr_shard_close(struct flr_shard *s)
     held_drop_all(&s->pushes);
     flr_store_free(s->store);
     free(s->wclock);
+    free(s->removed);
     free(s);
 }
 
@@ -429,11 +436,36 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
     return FLR_SHARD_REPLIED;
 }
 
+/* Recomputes the minimum clock over the workers that still count; when it moved, applies
+ * the BSP clocks it closed and answers the pulls it allows. */
+static int shard_advance(struct flr_shard *s)
+{
+    int64_t mn = INT64_MAX;
+
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        if (!s->removed[w] && s->wclock[w] < mn)
+            mn = s->wclock[w];
+    if (mn <= s->min_clock)
+        return 0;
+    s->min_clock = mn;
+    if (s->bsp && shard_close_clocks(s) != 0)
+        return FLR_ENOMEM;
+    shard_release_pulls(s);
+    return 0;
+}
+
+void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker)
+{
+    if (worker >= s->nworkers || s->removed[worker])
+        return;
+    s->removed[worker] = 1;
+    (void)shard_advance(s);
+}
+
 static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                           const struct flr_msg *m)
 {
     char why[FLR_REASON_MAX];
-    int64_t mn = INT64_MAX;
 
     if (m->sender >= s->nworkers || m->clock < 0) {
         snprintf(why, sizeof(why), "clock %lld from worker %u (job has %u workers)",
@@ -444,16 +476,9 @@ static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *r
     s->st.clocks++;
     if (m->clock > s->wclock[m->sender])
         s->wclock[m->sender] = m->clock;
-    for (uint32_t w = 0; w < s->nworkers; w++)
-        if (s->wclock[w] < mn)
-            mn = s->wclock[w];
-    if (mn > s->min_clock) {
-        s->min_clock = mn;
-        if (s->bsp && shard_close_clocks(s) != 0) {
-            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
-            return FLR_SHARD_REPLIED;
-        }
-        shard_release_pulls(s);
+    if (shard_advance(s) != 0) {
+        shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
+        return FLR_SHARD_REPLIED;
     }
     shard_reply_ok(s, req, m, FLR_MSG_CLOCK_REPLY);
     nng_msg_free(msg);
@@ -463,6 +488,12 @@ static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *r
 enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                         const struct flr_msg *m)
 {
+    if (m->sender < s->nworkers && s->removed[m->sender]) {
+        char why[FLR_REASON_MAX];
+        snprintf(why, sizeof(why), "worker %u was removed from the job", m->sender);
+        shard_reject(s, req, msg, m, FLR_EWORKER_REMOVED, why);
+        return FLR_SHARD_REPLIED;
+    }
     switch (m->type) {
     case FLR_MSG_PULL:
         return shard_pull(s, req, msg, m);

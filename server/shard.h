@@ -67,6 +67,11 @@ int64_t flr_shard_min_clock(const struct flr_shard *s);
 const struct flr_shard_stats *flr_shard_stats(const struct flr_shard *s);
 struct flr_store *flr_shard_store(struct flr_shard *s);
 
+/* Stops counting a worker's clock (the coordinator removed it: it died).  Clocks and
+ * pulls that were waiting only for it go ahead; its later requests are rejected with
+ * FLR_EWORKER_REMOVED. */
+void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker);
+
 /*
  * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been
  * checked.  msg is the buffer m points into.  Returns FLR_SHARD_REPLIED (the shard replied

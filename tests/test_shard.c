@@ -531,6 +531,42 @@ static void bsp_pull_is_held_until_every_worker_clocks_then_sees_all_pushes(void
     assert_int_equal(flr_shard_stats(f->sh)->held_pulls, 0);
 }
 
+static void bsp_removing_a_dead_worker_releases_what_waited_for_it(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 4);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct pending pull;
+    struct reply r;
+
+    /* Worker 2 pushes nothing and never clocks: it died. */
+    push_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM);
+    push_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM);
+    clock_ok(f, 0, 1);
+    clock_ok(f, 1, 1);
+    pending_init(&pull);
+    pending_start(f, &pull, mk_pull(f, 0, DENSE, 1, &key, 1));
+    serve_until_held(f, 1);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+
+    flr_shard_remove_worker(f->sh, 2);
+    assert_int_equal(flr_shard_min_clock(f->sh), 1);
+    pending_finish(f, &pull, &r);
+    flr_call_fini(&pull.call);
+    assert_int_equal(r.status, 0);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(r.vals[j] == -2.0f);
+
+    /* A removed worker's later requests are refused, and change nothing. */
+    struct reply late;
+    rpc(f, mk_clock(f, 2, 1), &late);
+    assert_int_equal(late.status, FLR_EWORKER_REMOVED);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected_by[FLR_EWORKER_REMOVED], 1);
+    /* Removing twice is harmless. */
+    flr_shard_remove_worker(f->sh, 2);
+    assert_int_equal(flr_shard_min_clock(f->sh), 1);
+}
+
 /* Runs one BSP clock with the pushes arriving in the given worker order and returns the
  * row the shard ends with. */
 static void bsp_run_clock(struct fixture *f, const uint32_t order[NWORKERS],
@@ -915,6 +951,8 @@ int main(void)
                                         setup_asp, teardown),
         cmocka_unit_test_setup_teardown(
             bsp_pull_is_held_until_every_worker_clocks_then_sees_all_pushes, setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(bsp_removing_a_dead_worker_releases_what_waited_for_it,
+                                        setup_bsp, teardown),
         cmocka_unit_test_setup_teardown(bsp_result_does_not_depend_on_push_arrival_order, setup_bsp,
                                         teardown),
         cmocka_unit_test_setup_teardown(bsp_push_for_a_closed_clock_is_rejected, setup_bsp,
