@@ -409,6 +409,30 @@ static void srv_check_state(struct srv *s)
     free(data);
 }
 
+enum { SRV_SYNC_SHARDS = 1, SRV_SYNC_REMOVED = 2, SRV_SYNC_STATE = 4 };
+
+/* What a ZooKeeper event asks the server to re-read (and so re-watch).  After a reconnect
+ * events may have been missed, so everything is re-read. */
+static unsigned srv_event_needs(const struct srv *s, const struct flr_zk_event *ev)
+{
+    char prefix[FLR_PATH_MAX];
+
+    if (ev->kind == FLR_ZK_EV_CONNECTED)
+        return SRV_SYNC_SHARDS | SRV_SYNC_REMOVED | SRV_SYNC_STATE;
+    if (ev->kind == FLR_ZK_EV_DISCONNECTED || ev->kind == FLR_ZK_EV_EXPIRED)
+        return 0;
+    flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/shards/");
+    if (strncmp(ev->path, prefix, strlen(prefix)) == 0)
+        return SRV_SYNC_SHARDS;
+    flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/removed");
+    if (strcmp(ev->path, prefix) == 0)
+        return SRV_SYNC_REMOVED;
+    flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/state");
+    if (strcmp(ev->path, prefix) == 0)
+        return SRV_SYNC_STATE;
+    return 0;
+}
+
 static int srv_wait_spec(struct srv *s)
 {
     char path[FLR_PATH_MAX], why[256];
@@ -488,22 +512,18 @@ static int srv_run(struct srv *s)
                                    "already belong to another server");
             return FLR_EZK_EXPIRED;
         }
-        while (flr_zk_next_event(s->zk, &ev, 0) == 0) {
-            switch (ev.kind) {
-            case FLR_ZK_EV_CONNECTED:
-            case FLR_ZK_EV_CHANGED:
-            case FLR_ZK_EV_CHILD:
-            case FLR_ZK_EV_CREATED:
-            case FLR_ZK_EV_DELETED:
-                srv_sync_removed(s);
-                if ((rv = srv_sync_shards(s)) != 0 && rv != FLR_EZK_EXPIRED)
-                    flr_warn("srv.sync", "reading the shard map failed: %s", flr_strerror(rv));
-                srv_check_state(s);
-                break;
-            default:
-                break;
-            }
-        }
+        /* Drain the news first, then re-read each kind of state once: an assignment fires
+         * one watch per shard record, and re-reading the whole map for each would cost
+         * shards^2 reads. */
+        unsigned todo = 0;
+        while (flr_zk_next_event(s->zk, &ev, 0) == 0)
+            todo |= srv_event_needs(s, &ev);
+        if (todo & SRV_SYNC_REMOVED)
+            srv_sync_removed(s);
+        if ((todo & SRV_SYNC_SHARDS) && (rv = srv_sync_shards(s)) != 0 && rv != FLR_EZK_EXPIRED)
+            flr_warn("srv.sync", "reading the shard map failed: %s", flr_strerror(rv));
+        if (todo & SRV_SYNC_STATE)
+            srv_check_state(s);
     }
     return 0;
 }
