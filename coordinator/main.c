@@ -28,8 +28,7 @@ static const char *const optimizer_choices[] = {"default", "sgd",  "momentum",
                                                 "adagrad", "adam", NULL};
 
 static const struct flr_opt coord_opts[] = {
-    FLR_OPT_S("zk", struct coord_cfg, zk, "127.0.0.1:2181", "HOST:PORT[,...]", "ZooKeeper hosts"),
-    FLR_OPT_S("job", struct coord_cfg, job, "demo", "NAME", "job name"),
+    FLR_OPTS_CLUSTER(struct coord_cfg),
     FLR_OPT_S("model", struct coord_cfg, model, "softmax", "NAME",
               "model the workers train: softmax, mlp or ctr"),
     FLR_OPT_I("workers", struct coord_cfg, workers, "4", 1, 4096, "N", "number of workers"),
@@ -50,16 +49,13 @@ static const struct flr_opt coord_opts[] = {
               "recovery mode (this release: none)"),
     FLR_OPT_I("k", struct coord_cfg, k, "2", 1, 16, "K", "copies each row must have (flr mode)"),
     FLR_OPT_S("report", struct coord_cfg, report, "", "FILE", "write a JSON report to FILE"),
-    FLR_OPT_I("session-timeout", struct coord_cfg, session_ms, "10000", 400, 120000, "MS",
-              "ZooKeeper session timeout"),
     FLR_OPT_I("server-timeout", struct coord_cfg, server_timeout_ms, "60000", 100, 86400000, "MS",
               "how long to wait for servers to register and load their shards"),
     FLR_OPT_I("job-timeout", struct coord_cfg, job_timeout_ms, "0", 0, INT64_MAX, "MS",
               "give up when the workers have not finished by then (0 = never)"),
     FLR_OPT_B("reset", struct coord_cfg, reset, "false",
               "replace a job of the same name that has not finished"),
-    FLR_OPT_S("log-level", struct coord_cfg, log_level, "info", "LEVEL",
-              "error, warning, notice, info or debug"),
+    FLR_OPT_LOG_LEVEL(struct coord_cfg, "info"),
     {0},
 };
 

@@ -53,15 +53,12 @@ struct srv_cfg {
 };
 
 static const struct flr_opt srv_opts[] = {
-    FLR_OPT_S("zk", struct srv_cfg, zk, "127.0.0.1:2181", "HOST:PORT[,...]", "ZooKeeper hosts"),
-    FLR_OPT_S("job", struct srv_cfg, job, "demo", "NAME", "job name"),
+    FLR_OPTS_CLUSTER(struct srv_cfg),
     FLR_OPT_I("id", struct srv_cfg, id, "0", 0, 1000000, "N", "server id, unique in the job"),
     FLR_OPT_S("listen", struct srv_cfg, listen, "tcp://127.0.0.1:0", "URL",
               "where to listen (port 0 picks a free port)"),
     FLR_OPT_S("advertise", struct srv_cfg, advertise, "", "URL",
               "endpoint published in ZooKeeper (default: the bound listen URL)"),
-    FLR_OPT_I("session-timeout", struct srv_cfg, session_ms, "10000", 400, 120000, "MS",
-              "ZooKeeper session timeout"),
     FLR_OPT_I("contexts", struct srv_cfg, contexts, "256", 4, 65536, "N",
               "requests the server can hold at once"),
     FLR_OPT_I("max-msg-mb", struct srv_cfg, max_msg_mb, "256", 1, 4096, "MB",
@@ -70,8 +67,7 @@ static const struct flr_opt srv_opts[] = {
               "most keys in one message"),
     FLR_OPT_I("start-timeout", struct srv_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
               "how long to wait for the job to be created"),
-    FLR_OPT_S("log-level", struct srv_cfg, log_level, "info", "LEVEL",
-              "error, warning, notice, info or debug"),
+    FLR_OPT_LOG_LEVEL(struct srv_cfg, "info"),
     {0},
 };
 

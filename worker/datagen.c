@@ -103,8 +103,7 @@ static const struct flr_opt dg_opts[] = {
               "target mean click probability (sets the bias)"),
     FLR_OPT_D("empty-prob", struct dg_cfg, empty_prob, "0.03", 0, 1, "P",
               "probability that a field is left empty"),
-    FLR_OPT_S("log-level", struct dg_cfg, log_level, "notice", "LEVEL",
-              "error, warning, notice, info or debug"),
+    FLR_OPT_LOG_LEVEL(struct dg_cfg, "notice"),
     {0},
 };
 

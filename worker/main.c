@@ -46,8 +46,7 @@ struct wrk_cfg {
 static const char *const wrk_eval_choices[] = {"auto", "yes", "no", NULL};
 
 static const struct flr_opt wrk_opts[] = {
-    FLR_OPT_S("zk", struct wrk_cfg, zk, "127.0.0.1:2181", "HOST:PORT[,...]", "ZooKeeper hosts"),
-    FLR_OPT_S("job", struct wrk_cfg, job, "demo", "NAME", "job name"),
+    FLR_OPTS_CLUSTER(struct wrk_cfg),
     FLR_OPT_I("id", struct wrk_cfg, id, "0", 0, 4095, "N", "worker id: 0 .. workers-1"),
     FLR_OPT_S("data-dir", struct wrk_cfg, data_dir, FLR_FASHION_MNIST_DIR, "DIR",
               "Fashion-MNIST IDX files (softmax, mlp)"),
@@ -67,14 +66,11 @@ static const struct flr_opt wrk_opts[] = {
     FLR_OPT_I("seed", struct wrk_cfg, seed, "1", 0, INT64_MAX, "N", "data shuffling seed"),
     FLR_OPT_E("evaluate", struct wrk_cfg, evaluate, "auto", wrk_eval_choices,
               "evaluate on the test set each epoch (auto: worker 0 only)"),
-    FLR_OPT_I("session-timeout", struct wrk_cfg, session_ms, "10000", 400, 120000, "MS",
-              "ZooKeeper session timeout"),
     FLR_OPT_I("timeout", struct wrk_cfg, timeout_ms, "120000", 100, 86400000, "MS",
               "how long a request may wait before it fails"),
     FLR_OPT_I("start-timeout", struct wrk_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
               "how long to wait for the job to start"),
-    FLR_OPT_S("log-level", struct wrk_cfg, log_level, "info", "LEVEL",
-              "error, warning, notice, info or debug"),
+    FLR_OPT_LOG_LEVEL(struct wrk_cfg, "info"),
     {0},
 };
 
