@@ -124,25 +124,37 @@ static int data_expect_eof(gzFile f, const char *path, char *why, size_t whylen)
 
 #define FM_HINT " (install the Debian package dataset-fashion-mnist)"
 
+/* Opens an IDX file and reads its header (hdrlen bytes) checking the magic number; on
+ * success the file is open and positioned after the header. */
+static int fm_open_idx(gzFile *fp, const char *path, unsigned char *hdr, size_t hdrlen,
+                       uint32_t want_magic, const char *what, char *why, size_t whylen)
+{
+    uint32_t magic;
+    int rv;
+
+    if ((rv = data_open(fp, path, FM_HINT, why, whylen)) != 0)
+        return rv;
+    if (data_read_full(*fp, hdr, hdrlen) != 0)
+        rv = data_read_error(*fp, path, "header", why, whylen);
+    else if ((magic = data_be32(hdr)) != want_magic) {
+        flr_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %" PRIu32 " for IDX %s)",
+                path, magic, want_magic, what);
+        rv = FLR_EFORMAT;
+    }
+    if (rv != 0)
+        gzclose(*fp);
+    return rv;
+}
+
 static int fm_load_labels(struct flr_dataset *d, const char *path, char *why, size_t whylen)
 {
     unsigned char hdr[8];
     gzFile f;
-    uint32_t magic, n, i;
+    uint32_t n, i;
     int rv;
 
-    if ((rv = data_open(&f, path, FM_HINT, why, whylen)) != 0)
+    if ((rv = fm_open_idx(&f, path, hdr, sizeof(hdr), FM_LABELS_MAGIC, "labels", why, whylen)) != 0)
         return rv;
-    if (data_read_full(f, hdr, sizeof(hdr)) != 0) {
-        rv = data_read_error(f, path, "header", why, whylen);
-        goto out_close;
-    }
-    if ((magic = data_be32(hdr)) != FM_LABELS_MAGIC) {
-        flr_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX labels)", path,
-                magic, FM_LABELS_MAGIC);
-        rv = FLR_EFORMAT;
-        goto out_close;
-    }
     n = data_be32(hdr + 4);
     if (n != d->n) {
         flr_why(why, whylen, "%s: %" PRIu32 " labels but %" PRIu32 " images", path, n, d->n);
@@ -178,21 +190,11 @@ static int fm_load_images(struct flr_dataset *d, const char *path, char *why, si
     unsigned char hdr[16];
     unsigned char *buf = NULL;
     gzFile f;
-    uint32_t magic, n, rows, cols, done;
+    uint32_t n, rows, cols, done;
     int rv;
 
-    if ((rv = data_open(&f, path, FM_HINT, why, whylen)) != 0)
+    if ((rv = fm_open_idx(&f, path, hdr, sizeof(hdr), FM_IMAGES_MAGIC, "images", why, whylen)) != 0)
         return rv;
-    if (data_read_full(f, hdr, sizeof(hdr)) != 0) {
-        rv = data_read_error(f, path, "header", why, whylen);
-        goto out_close;
-    }
-    if ((magic = data_be32(hdr)) != FM_IMAGES_MAGIC) {
-        flr_why(why, whylen, "%s: bad magic number %" PRIu32 " (expected %d for IDX images)", path,
-                magic, FM_IMAGES_MAGIC);
-        rv = FLR_EFORMAT;
-        goto out_close;
-    }
     n = data_be32(hdr + 4);
     rows = data_be32(hdr + 8);
     cols = data_be32(hdr + 12);
