@@ -46,6 +46,9 @@ struct coord_cfg {
     long long job_timeout_ms;
     int reset;
     char log_level[16];
+    char http[256];            /* status endpoint URL; "" or "off" disables it */
+    char http_token_file[256]; /* operator token for POST (and reads with http_auth_reads) */
+    int http_auth_reads;
 };
 
 struct coord {
@@ -58,6 +61,7 @@ struct coord {
     char **results;     /* num_workers JSON documents */
     uint8_t *lost;      /* num_workers flags: removed because they died without a result */
     char candidate[64]; /* our election node's name, c_NNNNNNNNNN */
+    char http_url[256]; /* our status endpoint, published in the election node; "" if off */
 };
 
 /*
