@@ -435,8 +435,15 @@ static void http_handle(nng_aio *aio)
         return;
     }
 
+    if ((route == R_COMMAND || (h->auth_reads && route != R_DASHBOARD)) &&
+        (bad = http_auth(h, req)) != NULL) {
+        http_text(aio, 403, NULL, NULL, "%s", bad);
+        return;
+    }
+
     /* A follower sends the client to the leader, which has the freshest view and runs
-     * the commands. */
+     * the commands; it checks the token first so that it tells nothing to a client the
+     * leader would turn away. */
     pthread_mutex_lock(&h->mu);
     snprintf(leader, sizeof(leader), "%s", h->leader);
     pthread_mutex_unlock(&h->mu);
@@ -445,12 +452,6 @@ static void http_handle(nng_aio *aio)
         snprintf(loc, sizeof(loc), "%s%s", leader, uri);
         http_text(aio, 307, "Location", loc,
                   "this coordinator does not lead job %s; the leader serves %s", h->job, loc);
-        return;
-    }
-
-    if ((route == R_COMMAND || (h->auth_reads && route != R_DASHBOARD)) &&
-        (bad = http_auth(h, req)) != NULL) {
-        http_text(aio, 403, NULL, NULL, "%s", bad);
         return;
     }
 

@@ -8,6 +8,7 @@ FLR_PACKAGES=(
     build-essential autoconf automake pkg-config
     libzookeeper-mt-dev libnng-dev libmsgpack-dev libcmocka-dev libjansson-dev zlib1g-dev
     zookeeper default-jre-headless dataset-fashion-mnist
+    curl jq prometheus
 )
 
 flr_install_deps() {
