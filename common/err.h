@@ -41,7 +41,8 @@
     X(SHUTDOWN, 25, "shutting down")                                                               \
     X(NOT_FOUND, 26, "not found")                                                                  \
     X(INTERNAL, 27, "internal error")                                                              \
-    X(WORKER_REMOVED, 28, "worker was removed from the job")
+    X(WORKER_REMOVED, 28, "worker was removed from the job")                                       \
+    X(LEASE_EXPIRED, 29, "server's ZooKeeper lease lapsed: not serving")
 
 enum flr_err {
 #define FLR_ERR_ENUM(name, value, msg) FLR_E##name = value,

@@ -17,6 +17,7 @@
 #include "transport.h"
 
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -295,6 +296,26 @@ void flr_waitgroup_wait(struct flr_waitgroup *wg)
     pthread_mutex_unlock(&wg->mu);
 }
 
+int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms)
+{
+    struct timespec ts;
+    int n;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&wg->mu);
+    while (wg->n > 0 && pthread_cond_timedwait(&wg->cv, &wg->mu, &ts) == 0)
+        ;
+    n = wg->n;
+    pthread_mutex_unlock(&wg->mu);
+    return n > 0 ? FLR_ETIMEOUT : 0;
+}
+
 enum { CALL_IDLE, CALL_SENDING, CALL_RECEIVING };
 
 static void call_complete(struct flr_call *call, int rv)
@@ -330,6 +351,12 @@ static void call_cb(void *arg)
     if (rv == 0)
         call->reply = nng_aio_get_msg(call->aio);
     call_complete(call, tr_map(rv));
+}
+
+void flr_call_cancel(struct flr_call *call)
+{
+    if (call->aio)
+        nng_aio_cancel(call->aio);
 }
 
 int flr_call_init(struct flr_call *call)
@@ -419,5 +446,52 @@ int flr_call_sync(struct flr_conn *conn, nng_msg *req, int timeout_ms, nng_msg *
     call.reply = NULL;
     flr_call_fini(&call);
     flr_waitgroup_free(wg);
+    return rv;
+}
+
+int flr_status_fetch(const char *url, const char *job, uint32_t sender, int timeout_ms, char **text,
+                     size_t *len)
+{
+    struct flr_conn *conn = NULL;
+    struct flr_proto_limits lim;
+    struct flr_msg m = {0}, r;
+    msgpack_zone zone;
+    nng_msg *req, *rep = NULL;
+    char why[128];
+    int rv;
+
+    *text = NULL;
+    *len = 0;
+    if ((rv = flr_conn_open(&conn, url, (size_t)64 << 20, why, sizeof(why))) != 0)
+        return rv;
+    m.type = FLR_MSG_STATUS;
+    m.job = job;
+    m.job_len = (uint32_t)strlen(job);
+    m.sender = sender;
+    m.request_id = 1;
+    m.reason = "";
+    if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
+        (rv = flr_call_sync(conn, req, timeout_ms, &rep)) != 0) {
+        flr_conn_close(conn);
+        return rv;
+    }
+    flr_proto_limits_default(&lim);
+    lim.max_size = (size_t)64 << 20;
+    msgpack_zone_init(&zone, 1024);
+    rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &lim, &zone, why, sizeof(why));
+    if (rv == 0 && (r.type != FLR_MSG_STATUS_REPLY || r.status != 0))
+        rv = r.status ? r.status : FLR_EBAD_REQUEST;
+    if (rv == 0) {
+        if (!(*text = malloc((size_t)r.text_len + 1))) {
+            rv = FLR_ENOMEM;
+        } else {
+            memcpy(*text, r.text, r.text_len);
+            (*text)[r.text_len] = 0;
+            *len = r.text_len;
+        }
+    }
+    msgpack_zone_destroy(&zone);
+    nng_msg_free(rep);
+    flr_conn_close(conn);
     return rv;
 }

@@ -57,6 +57,8 @@ struct flr_waitgroup;
 int flr_waitgroup_alloc(struct flr_waitgroup **wgp);
 void flr_waitgroup_free(struct flr_waitgroup *wg);
 void flr_waitgroup_wait(struct flr_waitgroup *wg);
+/* Waits at most timeout_ms; returns 0 when the count reached zero, else FLR_ETIMEOUT. */
+int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms);
 
 /* One request/reply exchange.  Storage belongs to the caller; init once, reuse many times.
  * A call must be finished (flr_call_fini) before the connection it last used is closed. */
@@ -84,9 +86,19 @@ void flr_call_fini(struct flr_call *call);
 void flr_call_start(struct flr_call *call, struct flr_conn *conn, nng_msg *req, int timeout_ms,
                     struct flr_waitgroup *wg);
 
+/* Aborts a call in flight: it completes soon with an error (FLR_ECLOSED or
+ * FLR_ETIMEOUT), as if the peer had not answered.  No effect on an idle call. */
+void flr_call_cancel(struct flr_call *call);
+
 /* Encodes m into a new nng message of exactly the encoded size (see flr_msg_encode_into
  * for vals_out, the zero-copy path). Returns 0 or FLR_ENOMEM. */
 int flr_msg_to_nng(nng_msg **out, const struct flr_msg *m, void **vals_out);
+
+/* Asks the flr-server at url for its STATUS document (JSON): *text is malloc'd and
+ * NUL-terminated, *len its length.  One connection per call: for tools and the
+ * coordinator's polls, not for hot paths. */
+int flr_status_fetch(const char *url, const char *job, uint32_t sender, int timeout_ms, char **text,
+                     size_t *len);
 
 /* Convenience: one synchronous exchange. */
 int flr_call_sync(struct flr_conn *conn, nng_msg *req, int timeout_ms, nng_msg **reply);

@@ -125,6 +125,11 @@ struct flr_zk {
     atomic_int expired;
     _Atomic int64_t session_id;
     atomic_int session_timeout;
+
+    /* Lease (see flr_zk_lease_until): monotonic ms. */
+    _Atomic int64_t lease_until;
+    _Atomic int64_t lease_sent;
+    atomic_int lease_pending;
 };
 
 /* Per-call retry bookkeeping. */
@@ -295,6 +300,38 @@ static int zk_wait_until(struct flr_zk *zk, int64_t deadline)
     return pthread_cond_timedwait(&zk->cv, &zk->mu, &ts);
 }
 
+/* --- lease ------------------------------------------------------------------------------ */
+
+/*
+ * The server expires a session once it has heard nothing from it for the session timeout.
+ * A request that succeeded and was sent at time t (our monotonic clock) was heard at or
+ * after t, so the session lives at least until t + timeout on the server's clock.  The
+ * lease keeps a margin of a fifth of the timeout against clocks that run at different
+ * rates and against the time the watcher of a lost node needs to act.
+ */
+static void zk_lease_extend(struct flr_zk *zk, int64_t sent_ms)
+{
+    int to = atomic_load(&zk->session_timeout);
+    int64_t until, cur;
+
+    if (to <= 0)
+        return;
+    until = sent_ms + (int64_t)to * 4 / 5;
+    cur = atomic_load(&zk->lease_until);
+    while (until > cur && !atomic_compare_exchange_weak(&zk->lease_until, &cur, until))
+        ;
+}
+
+static void zk_lease_done(int rc, const struct Stat *st, const void *data)
+{
+    struct flr_zk *zk = (struct flr_zk *)(uintptr_t)data;
+
+    (void)st;
+    if (rc == ZOK || rc == ZNONODE)
+        zk_lease_extend(zk, atomic_load(&zk->lease_sent));
+    atomic_store(&zk->lease_pending, 0);
+}
+
 /*
  * Starts a new handle and waits for its session (the CONNECTING -> CONNECTED transition);
  * hlock held exclusive or the wrapper not yet shared.  On failure no handle is left, the
@@ -321,6 +358,8 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
     pthread_mutex_unlock(&zk->mu);
 
     errno = 0;
+    atomic_store(&zk->lease_until, 0);
+    atomic_store(&zk->lease_sent, flr_now_ms());
     zh = zookeeper_init(zk->hosts, zk_watcher, zk->session_ms, NULL, ctx, 0);
     if (!zh) {
         err = errno;
@@ -342,6 +381,8 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
     if (connected) {
         zk->zh = zh;
         zk->ctx = ctx;
+        /* The server heard from the new session after we started connecting. */
+        zk_lease_extend(zk, atomic_load(&zk->lease_sent));
     } else {
         zk->gen++; /* the watcher ignores this handle from now on */
         zk->state = ZK_EXPIRED;
@@ -364,6 +405,7 @@ static int zk_connect(struct flr_zk *zk, int connect_timeout_ms, char *why, size
 /* Closes the current handle, if any; hlock held exclusive. */
 static void zk_disconnect(struct flr_zk *zk)
 {
+    atomic_store(&zk->lease_until, 0);
     pthread_mutex_lock(&zk->mu);
     zk->gen++;
     zk->state = ZK_EXPIRED;
@@ -903,6 +945,31 @@ int64_t flr_zk_session_id(const struct flr_zk *zk)
 int flr_zk_session_timeout(const struct flr_zk *zk)
 {
     return atomic_load(&((struct flr_zk *)zk)->session_timeout);
+}
+
+int flr_zk_lease_renew(struct flr_zk *zk)
+{
+    int rc;
+
+    if (atomic_exchange(&zk->lease_pending, 1))
+        return 0; /* one renewal in flight is enough */
+    if (zk_enter(zk) != 0) {
+        atomic_store(&zk->lease_pending, 0);
+        return FLR_EZK_EXPIRED;
+    }
+    atomic_store(&zk->lease_sent, flr_now_ms());
+    rc = zoo_aexists(zk->zh, "/", 0, zk_lease_done, zk);
+    zk_leave(zk);
+    if (rc != ZOK) {
+        atomic_store(&zk->lease_pending, 0);
+        return zk_err(rc);
+    }
+    return 0;
+}
+
+int64_t flr_zk_lease_until(const struct flr_zk *zk)
+{
+    return atomic_load(&((struct flr_zk *)zk)->lease_until);
 }
 
 /* A negative timeout_ms waits without a bound. */

@@ -64,6 +64,18 @@ int flr_zk_expired(const struct flr_zk *zk);
 int64_t flr_zk_session_id(const struct flr_zk *zk);
 int flr_zk_session_timeout(const struct flr_zk *zk);
 
+/*
+ * Lease: flr_zk_lease_until() is a monotonic time (flr_now_ms) before which the session
+ * is certainly alive on the ZooKeeper server, so nothing the session owns (its ephemeral
+ * nodes) can have been taken over yet.  Every successful connection starts it; a
+ * successful flr_zk_lease_renew() (an asynchronous read; at most one in flight) extends
+ * it to its send time plus 4/5 of the session timeout.  A process that serves on behalf
+ * of its ephemeral node renews every third of the timeout or so and stops serving when
+ * the lease lapses, e.g. after it was paused: it cannot know whether it was replaced.
+ */
+int flr_zk_lease_renew(struct flr_zk *zk);
+int64_t flr_zk_lease_until(const struct flr_zk *zk);
+
 /* Takes the next event, waiting up to timeout_ms (0 = poll). Returns 0 or FLR_ETIMEOUT. */
 int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms);
 

@@ -68,8 +68,9 @@ int coord_set_state(struct coord *c, const char *state)
 
 int coord_create(struct coord *c, char *why, size_t whylen)
 {
-    static const char *const dirs[] = {"/servers", "/workers", "/shards",      "/results",
-                                       "/events",  "/removed", "/coordinators"};
+    static const char *const dirs[] = {"/servers", "/workers",     "/shards",     "/results",
+                                       "/events",  "/removed",     "/recoveries", "/requests",
+                                       "/kills",   "/coordinators"};
     char path[FLR_PATH_MAX], *json = NULL, *data;
     int rv, len;
 
@@ -140,9 +141,10 @@ int coord_create(struct coord *c, char *why, size_t whylen)
     free(json);
     if (rv != 0)
         goto zk_fail;
-    flr_notice("coord.create", "job %s created: model %s, %s, %u servers, %u workers, %u shards",
-               c->cfg.job, c->spec.model, flr_consistency_name(c->spec.consistency),
-               c->spec.num_servers, c->spec.num_workers, c->spec.num_shards);
+    coord_event(c, "job_created", NULL,
+                "job %s created: model %s, %s, %u servers, %u workers, %u shards, recovery %s",
+                c->cfg.job, c->spec.model, flr_consistency_name(c->spec.consistency),
+                c->spec.num_servers, c->spec.num_workers, c->spec.num_shards, c->spec.recovery);
     return 0;
 zk_fail:
     snprintf(why, whylen, "cannot write %s: %s", path, flr_strerror(rv));
@@ -289,8 +291,9 @@ int coord_assign(struct coord *c, char *why, size_t whylen)
         snprintf(why, whylen, "cannot set the job running: %s", flr_strerror(rv));
         return rv;
     }
-    flr_notice("coord.running", "job %s running: %u shards assigned at epoch %llu", c->cfg.job,
-               c->spec.num_shards, (unsigned long long)epoch);
+    coord_event(c, "job_running", json_pack("{sI}", "epoch", (json_int_t)epoch),
+                "job %s running: %u shards assigned at epoch %llu", c->cfg.job, c->spec.num_shards,
+                (unsigned long long)epoch);
     return 0;
 zk_fail:
     snprintf(why, whylen, "assigning shards (%s): %s", path, flr_strerror(rv));
@@ -311,10 +314,27 @@ static int coord_remove_worker(struct coord *c, uint32_t w)
     if (rv != 0 && rv != FLR_EZK_EXISTS)
         return rv;
     c->lost[w] = 1;
-    flr_warn("coord.worker_lost",
-             "job %s: worker %u is gone without a result; removed from "
-             "the job, training goes on without it",
-             c->cfg.job, w);
+    coord_event(c, "worker_lost", json_pack("{sI}", "worker", (json_int_t)w),
+                "worker %u is gone without a result: removed from the clock accounting, "
+                "training goes on without it",
+                w);
+    return 0;
+}
+
+/* A removed worker registered again (it was restarted): count it again.  It catches up
+ * with the job's clock and goes on with its data partition (see the client library). */
+static int coord_readmit_worker(struct coord *c, uint32_t w)
+{
+    char path[FLR_PATH_MAX];
+    int rv;
+
+    flr_job_node(path, sizeof(path), c->cfg.job, "removed", w);
+    rv = flr_zk_delete(c->zk, path, -1);
+    if (rv != 0 && rv != FLR_EZK_NONODE)
+        return rv;
+    c->lost[w] = 0;
+    coord_event(c, "worker_rejoined", json_pack("{sI}", "worker", (json_int_t)w),
+                "worker %u registered again: readmitted, it rejoins at the job's clock", w);
     return 0;
 }
 
@@ -347,7 +367,16 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
         }
         for (w = 0; w < W; w++) {
             int len, alive = 0;
-            if (c->results[w] || c->lost[w])
+            if (c->lost[w]) {
+                flr_job_node(path, sizeof(path), c->cfg.job, "workers", w);
+                if (flr_zk_exists(c->zk, path, 0, &alive) == 0 && alive &&
+                    coord_readmit_worker(c, w) == 0) {
+                    have--;
+                    seen[w] = 1;
+                }
+                continue;
+            }
+            if (c->results[w])
                 continue;
             flr_job_node(path, sizeof(path), c->cfg.job, "results", w);
             if (flr_zk_get(c->zk, path, 0, &c->results[w], &len, NULL, NULL) == 0) {
@@ -381,7 +410,16 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
             free(seen);
             return FLR_ETIMEOUT;
         }
-        usleep(100 * 1000);
+        {
+            int64_t next = flr_now_ms() + 100;
+            int rv = coord_ops_step(c, why, whylen);
+            if (rv != 0) {
+                free(seen);
+                return rv;
+            }
+            if (flr_now_ms() < next)
+                usleep((useconds_t)(next - flr_now_ms()) * 1000);
+        }
     }
     free(seen);
     if (coord_stop) {
@@ -390,6 +428,33 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
     }
     c->finished_ms = flr_wall_ms();
     return 0;
+}
+
+/* One entry per lost server, in the order they were detected (the report's "failures"). */
+static json_t *coord_failures(const struct coord *c)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < c->nrecs; i++) {
+        const struct coord_recovery *r = &c->recs[i];
+        json_t *shards = json_array(), *e;
+        long long from = r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms;
+        for (uint32_t k = 0; k < r->nshards; k++)
+            json_array_append_new(shards, json_integer(r->shards[k]));
+        e = json_pack(
+            "{sI so so so sI sI ss ss sI}", "server", (json_int_t)r->server, "shards", shards,
+            "detect_ms",
+            r->killed_at_ms ? json_integer(r->detected_at_ms - r->killed_at_ms) : json_null(),
+            "recover_ms", r->serving_at_ms ? json_integer(r->serving_at_ms - from) : json_null(),
+            "rows_rebuilt", (json_int_t)r->rows_rebuilt, "rows_lost", (json_int_t)r->rows_lost,
+            "recovery", c->spec.recovery, "id", r->id, "replacement",
+            (json_int_t)(r->target == FLR_NO_OWNER ? -1 : (int64_t)r->target));
+        if (r->phase != RPH_DONE || r->outcome[0])
+            json_object_set_new(e, "outcome",
+                                json_string(r->outcome[0] ? r->outcome : "unfinished"));
+        json_array_append_new(a, e);
+    }
+    return a;
 }
 
 /* Copies a member of the result of worker 0 into the report, if present. */
@@ -430,6 +495,21 @@ static void print_human(const json_t *r)
     printf("  recovery         %s; failures: %zu\n",
            json_string_value(json_object_get(r, "recovery")),
            json_array_size(json_object_get(r, "failures")));
+    {
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(r, "failures"), i, f)
+        {
+            json_t *d = json_object_get(f, "detect_ms"), *rc = json_object_get(f, "recover_ms");
+            printf("    server %lld lost: detected after %s%lld ms, serving again after "
+                   "%s%lld ms, %lld rows rebuilt, %lld rows lost\n",
+                   (long long)json_integer_value(json_object_get(f, "server")),
+                   json_is_integer(d) ? "" : "? ", (long long)json_integer_value(d),
+                   json_is_integer(rc) ? "" : "? ", (long long)json_integer_value(rc),
+                   (long long)json_integer_value(json_object_get(f, "rows_rebuilt")),
+                   (long long)json_integer_value(json_object_get(f, "rows_lost")));
+        }
+    }
     if (json_array_size(json_object_get(r, "workers_lost")) > 0)
         printf("  workers lost     %zu (training went on without them)\n",
                json_array_size(json_object_get(r, "workers_lost")));
@@ -472,7 +552,7 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
         json_object_set_new(report, "optimizer",
                             json_string(flr_optim_name(c->spec.tables[0].optim)));
         json_object_set_new(report, "lr", json_real(c->spec.tables[0].lr));
-        json_object_set_new(report, "failures", json_array());
+        json_object_set_new(report, "failures", coord_failures(c));
         {
             json_t *lost = json_array();
             for (uint32_t w = 0; w < c->spec.num_workers; w++)
@@ -490,8 +570,13 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen)
     }
     /* A coordinator that lost its session no longer leads: the job's end is not its to
      * record. */
-    if (!flr_zk_expired(c->zk) && coord_set_state(c, ok ? "done" : "failed") != 0)
-        flr_warn("coord.state", "could not record the job's end in ZooKeeper");
+    if (!flr_zk_expired(c->zk)) {
+        if (coord_set_state(c, ok ? "done" : "failed") != 0)
+            flr_warn("coord.state", "could not record the job's end in ZooKeeper");
+        else
+            coord_event(c, ok ? "job_done" : "job_failed", NULL, "job %s %s", c->cfg.job,
+                        ok ? "done" : "failed");
+    }
     json_decref(report);
     json_decref(w0);
     json_decref(workers);

@@ -22,8 +22,10 @@
 
 #include <stdint.h>
 
+#include "common/shardmap.h"
 #include "common/spec.h"
 #include "common/zk.h"
+#include "launch.h"
 
 struct coord_cfg {
     char zk[256];
@@ -46,9 +48,35 @@ struct coord_cfg {
     long long job_timeout_ms;
     int reset;
     char log_level[16];
+    int launcher_kind;            /* 0 local, 1 external */
+    char server_bin[256];         /* local: the flr-server to start ("" = beside this program) */
+    char server_args[512];        /* local: extra arguments for every server */
+    char server_logs[256];        /* local: directory for the servers' logs ("" = our stderr) */
+    long long standby;            /* local: standby servers to start besides num_servers */
+    long long kills;              /* drill: SIGKILL a server this many times during training */
+    long long recover_timeout_ms; /* give up waiting for a replacement server after this */
     char http[256];            /* status endpoint URL; "" or "off" disables it */
     char http_token_file[256]; /* operator token for POST (and reads with http_auth_reads) */
     int http_auth_reads;
+};
+
+/* A recovery: the state machine of one lost server, mirrored in
+ * /flr/<job>/recoveries/r_NNNNNNNNNN (recover.c). */
+enum coord_rphase { RPH_FENCING, RPH_PLACING, RPH_LOADING, RPH_DONE };
+
+struct coord_recovery {
+    char id[32]; /* r_NNNNNNNNNN */
+    uint32_t server;
+    uint64_t incarnation;
+    uint32_t *shards;
+    uint32_t nshards;
+    enum coord_rphase phase;
+    int64_t killed_at_ms, detected_at_ms, serving_at_ms, launched_at_ms; /* wall ms, 0 = unknown */
+    uint64_t fenced_epoch, assigned_epoch;
+    uint32_t target; /* FLR_NO_OWNER until placed */
+    uint64_t target_incarnation;
+    long long rows_rebuilt, rows_lost;
+    char outcome[64]; /* "" or why it ended other than serving */
 };
 
 struct coord {
@@ -62,6 +90,23 @@ struct coord {
     uint8_t *lost;      /* num_workers flags: removed because they died without a result */
     char candidate[64]; /* our election node's name, c_NNNNNNNNNN */
     char http_url[256]; /* our status endpoint, published in the election node; "" if off */
+
+    /* Operations (recover.c, launch.c). */
+    const struct coord_launcher_ops *launcher;
+    struct coord_child *children; /* local launcher */
+    size_t nchildren;
+    struct flr_shard_rec *shardrec; /* our copy of every shard record (we are the writer) */
+    int32_t *shardver;              /* their znode versions */
+    long long *shard_rows;          /* rows last seen in each shard (server STATUS) */
+    struct flr_server_rec *servers; /* live server records */
+    int nservers;
+    struct flr_server_rec *known; /* the last record seen of every server id */
+    size_t nknown;
+    struct coord_recovery *recs;
+    size_t nrecs;
+    int64_t last_poll_ms, last_list_ms;
+    long long kills_done;
+    int monitor_ready;
 };
 
 /*
@@ -93,5 +138,21 @@ int coord_finish(struct coord *c, int ok, char *why, size_t whylen);
 
 /* Sets /flr/<job>/state. */
 int coord_set_state(struct coord *c, const char *state);
+
+/* Appends an event /flr/<job>/events/e_ with kind, a one-line message and the extra JSON
+ * members in `extra` (a jansson object, taken; may be NULL).  Also logs the message. */
+void coord_event(struct coord *c, const char *kind, void *extra, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* recover.c: the running job's operations loop, one step at a time.  coord_ops_begin()
+ * loads what ZooKeeper records (shard records, unfinished recoveries); coord_ops_step()
+ * notices lost servers, advances recoveries, runs operator commands and drills, and
+ * reaps local children.  Returns 0 or an error that ends the job (session expired). */
+int coord_ops_begin(struct coord *c, char *why, size_t whylen);
+int coord_ops_step(struct coord *c, char *why, size_t whylen);
+void coord_ops_end(struct coord *c);
+
+/* Starts the job's servers (local launcher) after coord_create(). */
+int coord_launch_servers(struct coord *c, char *why, size_t whylen);
 
 #endif

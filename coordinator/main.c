@@ -5,6 +5,7 @@
  */
 #include "config.h"
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@ static void coord_on_signal(int sig)
 }
 
 static const char *const consistency_choices[] = {"bsp", "ssp", "asp", NULL};
+static const char *const launcher_choices[] = {"local", "external", NULL};
 static const char *const optimizer_choices[] = {"default", "sgd",  "momentum",
                                                 "adagrad", "adam", NULL};
 
@@ -56,6 +58,22 @@ static const struct flr_opt coord_opts[] = {
               "give up when the workers have not finished by then (0 = never)"),
     FLR_OPT_B("reset", struct coord_cfg, reset, "false",
               "replace a job of the same name that has not finished"),
+    FLR_OPT_E("launcher", struct coord_cfg, launcher_kind, "external", launcher_choices,
+              "who starts servers: local (this coordinator starts and replaces them) or "
+              "external (systemd, docker or an operator does; standbys take over)"),
+    FLR_OPT_S("server-bin", struct coord_cfg, server_bin, "", "PATH",
+              "local launcher: the flr-server to start (default: the one beside this program)"),
+    FLR_OPT_S("server-args", struct coord_cfg, server_args, "", "ARGS",
+              "local launcher: extra arguments for every server, space-separated"),
+    FLR_OPT_S("server-logs", struct coord_cfg, server_logs, "", "DIR",
+              "local launcher: write each server's log to DIR/server<ID>.log"),
+    FLR_OPT_I("standby", struct coord_cfg, standby, "0", 0, 1024, "N",
+              "local launcher: also start N standby servers, ready to take over"),
+    FLR_OPT_I("kills", struct coord_cfg, kills, "0", 0, 1000, "N",
+              "drill: SIGKILL a serving server N times, evenly spread over the training"),
+    FLR_OPT_I("recover-timeout", struct coord_cfg, recover_timeout_ms, "30000", 100, 86400000, "MS",
+              "local launcher: start the replacement again if it has not registered by "
+              "then"),
     FLR_OPT_S("http", struct coord_cfg, http, "http://127.0.0.1:0", "URL",
               "status endpoint: /status, /metrics, dashboard (port 0 picks a free port; "
               "\"\" or off disables it)"),
@@ -92,6 +110,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "flr-coordinator: %s\n", why);
         return 2;
     }
+    c.launcher = c.cfg.launcher_kind == 0 ? &coord_launcher_local : &coord_launcher_external;
     http_on = c.cfg.http[0] && strcmp(c.cfg.http, "off") != 0;
     if (http_on && flr_http_check_url(c.cfg.http, why, sizeof(why)) != 0) {
         fprintf(stderr, "flr-coordinator: --http: %s\n", why);
@@ -144,6 +163,9 @@ int main(int argc, char **argv)
         }
         flr_notice("coord.leader", "job %s: %s leads%s", c.cfg.job, c.candidate,
                    took_over ? ", taking over from the previous leader" : "");
+        if (took_over)
+            coord_event(&c, "leader", json_pack("{ss}", "candidate", c.candidate),
+                        "coordinator %s leads job %s, taking over", c.candidate, c.cfg.job);
         if (took_over && (rv = coord_resume(&c, phase, sizeof(phase), why, sizeof(why))) != 0) {
             flr_err("coord.resume", "job %s: %s", c.cfg.job, why);
             flr_http_stop(http);
@@ -163,8 +185,8 @@ int main(int argc, char **argv)
         } else {
             if (strcmp(phase, "waiting") == 0)
                 flr_notice("coord.resume", "job %s: continuing the job's start", c.cfg.job);
-            else
-                rv = coord_create(&c, why, sizeof(why));
+            else if ((rv = coord_create(&c, why, sizeof(why))) == 0)
+                rv = coord_launch_servers(&c, why, sizeof(why));
             if (rv == 0)
                 rv = coord_wait_servers(&c, why, sizeof(why));
             if (rv == 0)
@@ -184,6 +206,9 @@ int main(int argc, char **argv)
             rv = rv ? rv : FLR_EIO;
         }
     }
+    /* Servers exit once the job is over; ours get a grace period, then SIGKILL. */
+    c.launcher->stop(&c, 10000);
+    coord_ops_end(&c);
     if (c.results)
         for (uint32_t w = 0; w < c.spec.num_workers; w++)
             free(c.results[w]);

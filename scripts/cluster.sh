@@ -11,6 +11,7 @@
 #   cluster_alive NAME          true while NAME runs
 #   cluster_wait NAME [SECS]    waits for NAME to exit, sets CLUSTER_RC
 #   wait_for SECS CMD...        polls CMD every 0.1 s until it succeeds (bounded)
+#   cluster_strays              pids of flr-* processes still using this cluster's ZooKeeper
 #   cluster_cleanup             stops everything this cluster started, then ZooKeeper
 # cluster_init installs cluster_cleanup as the EXIT/INT/TERM trap, so processes are
 # stopped also when a test fails or the user presses Ctrl-C.
@@ -80,6 +81,12 @@ wait_for() {
     return 1
 }
 
+# cluster_strays: pids of flr-* processes that use this cluster's ZooKeeper.
+cluster_strays() {
+    [ -n "$ZK" ] || return 0
+    pgrep -f -- "flr-[a-z]+ .*--zk $ZK( |\$)" || true
+}
+
 cluster_cleanup() {
     local name pid i any
     trap - EXIT INT TERM
@@ -101,6 +108,13 @@ cluster_cleanup() {
         wait "${CLUSTER_PID[$name]}" 2>/dev/null || true
     done
     CLUSTER_PID=()
+    # Servers a coordinator started itself (--launcher local) and left behind when it was
+    # killed: everything still pointing at our own ZooKeeper.
+    if [ "$CLUSTER_OWN_ZK" = 1 ] && [ -n "$ZK" ]; then
+        for pid in $(cluster_strays); do
+            kill -KILL "$pid" 2>/dev/null || true
+        done
+    fi
     if [ "$CLUSTER_OWN_ZK" = 1 ]; then
         local here
         here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

@@ -19,6 +19,10 @@
 #   --optimizer NAME      sgd, momentum, adagrad or adam (default: the model's)
 #   --lr RATE             learning rate (default: the model's)
 #   --rows N              ctr: synthetic training rows to generate (default 1000000)
+#   --kills N             SIGKILL a server N times during training; the coordinator
+#                         detects each loss and relaunches the server (default 1)
+#   --session-timeout MS  ZooKeeper session timeout: how soon a lost server is noticed
+#                         (default 2000)
 #   --zk HOST:PORT        use this ZooKeeper instead of starting one
 #   --job NAME            job name (default demo)
 #   --report FILE         also write the JSON report to FILE
@@ -31,8 +35,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
 model=softmax consistency=bsp staleness=2 servers=2 workers=4 shards=0
 epochs="" batch="" optimizer="" lr="" rows=1000000 zk="" job=demo report="" logs=""
+kills=1 session=2000
 
-usage() { sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "demo.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -47,6 +52,8 @@ while [ $# -gt 0 ]; do
     --optimizer) need "$@"; optimizer=$2; shift 2 ;;
     --lr) need "$@"; lr=$2; shift 2 ;;
     --rows) need "$@"; rows=$2; shift 2 ;;
+    --kills) need "$@"; kills=$2; shift 2 ;;
+    --session-timeout) need "$@"; session=$2; shift 2 ;;
     --zk) need "$@"; zk=$2; shift 2 ;;
     --job) need "$@"; job=$2; shift 2 ;;
     --report) need "$@"; report=$2; shift 2 ;;
@@ -65,7 +72,7 @@ esac
 case "$consistency" in bsp | ssp | asp) ;; *)
     echo "demo.sh: --consistency must be bsp, ssp or asp (got '$consistency')" >&2; exit 2 ;;
 esac
-for v in servers workers epochs batch rows staleness shards; do
+for v in servers workers epochs batch rows staleness shards kills session; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "demo.sh: --$v must be a whole number (got '${!v}')" >&2; exit 2; }
 done
 [ "$servers" -ge 1 ] && [ "$workers" -ge 1 ] || { echo "demo.sh: need at least one server and one worker" >&2; exit 2; }
@@ -98,39 +105,50 @@ if [ "$model" = ctr ]; then
     wargs=(--train "$work/ctr/train.tsv" --test "$work/ctr/test.tsv" --truth "$work/ctr/truth.json")
 fi
 
+# The coordinator starts the servers itself (local launcher) and starts a replacement
+# for each one it loses; --kills makes it kill one now and then, as a drill.
 cargs=(--zk "$ZK" --job "$job" --model "$model" --servers "$servers" --workers "$workers"
-    --shards "$shards" --consistency "$consistency" --staleness "$staleness" --reset)
+    --shards "$shards" --consistency "$consistency" --staleness "$staleness" --reset
+    --launcher local --server-logs "$work" --kills "$kills" --session-timeout "$session")
 [ -n "$optimizer" ] && cargs+=(--optimizer "$optimizer")
 [ -n "$lr" ] && cargs+=(--lr "$lr")
 [ -n "$report" ] && cargs+=(--report "$report")
 
 start=$(date +%s%N)
 cluster_spawn coordinator "$build/flr-coordinator" "${cargs[@]}"
-for ((i = 0; i < servers; i++)); do
-    cluster_spawn "server$i" "$build/flr-server" --zk "$ZK" --job "$job" --id "$i"
-done
 for ((i = 0; i < workers; i++)); do
     cluster_spawn "worker$i" "$build/flr-worker" --zk "$ZK" --job "$job" --id "$i" \
-        --epochs "$epochs" --batch "$batch" "${wargs[@]+"${wargs[@]}"}"
+        --epochs "$epochs" --batch "$batch" --session-timeout "$session" \
+        "${wargs[@]+"${wargs[@]}"}"
 done
-echo "demo: training $model ($consistency) on $servers servers x $workers workers, $epochs epochs" >&2
+echo "demo: training $model ($consistency) on $servers servers x $workers workers, $epochs epochs," \
+    "$kills server kill(s)" >&2
 
-# Show worker 0's per-epoch lines while the job runs.
-shown=0
+# Show worker 0's per-epoch lines and the coordinator's failure events while the job runs.
+shown=0 shownf=0
 show_epochs() {
     local n
-    [ -f "$work/worker0.log" ] || return 0
-    n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
-    if [ "$n" -gt "$shown" ]; then
-        grep 'wrk.epoch' "$work/worker0.log" | sed -n "$((shown + 1)),${n}p" |
-            sed 's/.*wrk.epoch /demo: /' >&2
-        shown=$n
+    if [ -f "$work/worker0.log" ]; then
+        n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
+        if [ "$n" -gt "$shown" ]; then
+            grep 'wrk.epoch' "$work/worker0.log" | sed -n "$((shown + 1)),${n}p" |
+                sed 's/.*wrk.epoch /demo: /' >&2
+            shown=$n
+        fi
+    fi
+    if [ -f "$work/coordinator.log" ]; then
+        n=$(grep -c 'coord.server_\(killed\|lost\|recovered\)' "$work/coordinator.log" || true)
+        if [ "$n" -gt "$shownf" ]; then
+            grep 'coord.server_\(killed\|lost\|recovered\)' "$work/coordinator.log" |
+                sed -n "$((shownf + 1)),${n}p" | sed 's/.*coord.server_[a-z]* /demo: /' >&2
+            shownf=$n
+        fi
     fi
 }
 while cluster_alive coordinator; do
     show_epochs
     for name in "${!CLUSTER_PID[@]}"; do
-        case "$name" in worker* | server*) ;; *) continue ;; esac
+        case "$name" in worker*) ;; *) continue ;; esac
         if ! cluster_alive "$name"; then
             wait "${CLUSTER_PID[$name]}" 2>/dev/null && rc=0 || rc=$?
             if [ "$rc" -ne 0 ]; then

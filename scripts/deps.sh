@@ -7,7 +7,7 @@ set -euo pipefail
 FLR_PACKAGES=(
     build-essential autoconf automake pkg-config
     libzookeeper-mt-dev libnng-dev libmsgpack-dev libcmocka-dev libjansson-dev zlib1g-dev
-    zookeeper default-jre-headless dataset-fashion-mnist
+    zookeeper default-jre-headless dataset-fashion-mnist procps
     curl jq prometheus
 )
 

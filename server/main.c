@@ -97,6 +97,8 @@ struct srv {
     struct flr_proto_limits lim;
     uint64_t rejected[FLR_E_COUNT_];
     uint64_t requests;
+    int lease_lapsed;         /* logged once per lapse */
+    int64_t lease_renewed_ms; /* when the last renewal was sent */
 };
 
 static volatile sig_atomic_t srv_stop;
@@ -183,16 +185,22 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
         if (!sh)
             continue;
         const struct flr_shard_stats *st = flr_shard_stats(sh);
+        int removed = 0;
+        int64_t wc = flr_shard_worker_clock(sh, m->sender, &removed);
+        json_t *o;
         json_array_append_new(
             shards,
-            json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "shard", (json_int_t)i, "epoch",
-                      (json_int_t)flr_shard_epoch(sh), "stamp", (json_int_t)flr_shard_stamp(sh),
-                      "min_clock", (json_int_t)flr_shard_min_clock(sh), "rows",
-                      (json_int_t)flr_store_rows(flr_shard_store(sh)), "bytes",
-                      (json_int_t)flr_store_bytes(flr_shard_store(sh)), "pulls",
-                      (json_int_t)st->pulls, "pushes", (json_int_t)st->pushes, "keys_pulled",
-                      (json_int_t)st->keys_pulled, "keys_pushed", (json_int_t)st->keys_pushed,
-                      "held_pulls", (json_int_t)st->held_pulls));
+            o = json_pack("{sI sI sI sI sI sI sI sI sI sI sI}", "shard", (json_int_t)i, "epoch",
+                          (json_int_t)flr_shard_epoch(sh), "stamp", (json_int_t)flr_shard_stamp(sh),
+                          "min_clock", (json_int_t)flr_shard_min_clock(sh), "rows",
+                          (json_int_t)flr_store_rows(flr_shard_store(sh)), "bytes",
+                          (json_int_t)flr_store_bytes(flr_shard_store(sh)), "pulls",
+                          (json_int_t)st->pulls, "pushes", (json_int_t)st->pushes, "keys_pulled",
+                          (json_int_t)st->keys_pulled, "keys_pushed", (json_int_t)st->keys_pushed,
+                          "held_pulls", (json_int_t)st->held_pulls));
+        /* For a worker that asks where it stands (rejoining after a restart). */
+        json_object_set_new(o, "sender_clock", json_integer(wc));
+        json_object_set_new(o, "sender_removed", json_boolean(removed));
     }
     for (int c = 1; c < FLR_E_COUNT_; c++) {
         uint64_t n = s->rejected[c];
@@ -247,6 +255,18 @@ static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
     case FLR_MSG_PUSH:
     case FLR_MSG_CLOCK: {
         struct flr_shard *sh = m.shard < s->spec.num_shards ? s->shards[m.shard] : NULL;
+        if (flr_now_ms() >= flr_zk_lease_until(s->zk)) {
+            /* Paused or cut off for too long: the coordinator may already have given our
+             * shards to another server.  Serve nothing until the lease is renewed. */
+            if (!s->lease_lapsed) {
+                s->lease_lapsed = 1;
+                flr_warn("srv.lease", "ZooKeeper lease lapsed: not serving until it is renewed "
+                                      "or the session is known to be gone");
+            }
+            rv = FLR_ELEASE_EXPIRED;
+            snprintf(why, sizeof(why), "server %lld: its ZooKeeper lease lapsed", s->cfg.id);
+            goto reject;
+        }
         if (!sh) {
             rv = FLR_ENOT_OWNER;
             snprintf(why, sizeof(why), "server %lld does not own shard %u", s->cfg.id, m.shard);
@@ -362,31 +382,58 @@ static int srv_sync_shards(struct srv *s)
     return 0;
 }
 
-/* Reads the workers the coordinator removed (leaving a child watch) and stops counting
- * their clocks in every shard. */
-static void srv_sync_removed(struct srv *s)
+/* Marks in flags the workers listed under dir (leaving a child watch).  Returns 0 or the
+ * ZooKeeper error. */
+static int srv_list_workers(struct srv *s, const char *dir, uint8_t *flags)
 {
     char path[FLR_PATH_MAX], **names = NULL;
-    int n = 0;
+    int n = 0, rv;
 
-    flr_job_path(path, sizeof(path), s->cfg.job, "/removed");
-    if (flr_zk_children(s->zk, path, 1, &names, &n) != 0)
-        return;
+    flr_job_path(path, sizeof(path), s->cfg.job, dir);
+    if ((rv = flr_zk_children(s->zk, path, 1, &names, &n)) != 0)
+        return rv;
     for (int i = 0; i < n; i++) {
         char *end;
         unsigned long w = strtoul(names[i], &end, 10);
-        if (*end || w >= s->spec.num_workers || s->removed[w])
-            continue;
-        s->removed[w] = 1;
-        flr_notice("srv.worker_removed",
-                   "worker %lu removed from job %s: its clock no longer "
-                   "counts",
-                   w, s->cfg.job);
-        for (uint32_t sh = 0; sh < s->spec.num_shards; sh++)
-            if (s->shards[sh])
-                flr_shard_remove_worker(s->shards[sh], (uint32_t)w);
+        if (!*end && w < s->spec.num_workers)
+            flags[w] = 1;
     }
     flr_zk_free_names(names, n);
+    return 0;
+}
+
+/* Workers whose clocks no longer count: those the coordinator removed (they died) and
+ * those that finished (their result is written; they send nothing more).  A removed
+ * worker that the coordinator readmits (it was restarted) counts again from the shard's
+ * current clock. */
+static void srv_sync_removed(struct srv *s)
+{
+    uint8_t *now = calloc(s->spec.num_workers, 1);
+
+    if (!now)
+        return;
+    if (srv_list_workers(s, "/removed", now) != 0 || srv_list_workers(s, "/results", now) != 0) {
+        free(now);
+        return;
+    }
+    for (uint32_t w = 0; w < s->spec.num_workers; w++) {
+        if (now[w] == s->removed[w])
+            continue;
+        s->removed[w] = now[w];
+        flr_notice(now[w] ? "srv.worker_removed" : "srv.worker_readmitted",
+                   now[w] ? "worker %u of job %s is gone or finished: its clock no longer counts"
+                          : "worker %u rejoined job %s: its clock counts again",
+                   w, s->cfg.job);
+        for (uint32_t sh = 0; sh < s->spec.num_shards; sh++) {
+            if (!s->shards[sh])
+                continue;
+            if (now[w])
+                flr_shard_remove_worker(s->shards[sh], w);
+            else
+                flr_shard_readmit_worker(s->shards[sh], w);
+        }
+    }
+    free(now);
 }
 
 /* Reads the job state (leaving a watch); sets srv_stop when the job is over. */
@@ -405,6 +452,24 @@ static void srv_check_state(struct srv *s)
     free(data);
 }
 
+/* Renews the ZooKeeper lease every quarter of the session timeout (so two renewals may
+ * fail before it lapses) and notes when a lapsed lease came back. */
+static void srv_keep_lease(struct srv *s)
+{
+    int64_t now = flr_now_ms(), period = flr_zk_session_timeout(s->zk) / 4;
+
+    if (period < 10)
+        period = 10;
+    if (now - s->lease_renewed_ms >= period) {
+        s->lease_renewed_ms = now;
+        (void)flr_zk_lease_renew(s->zk);
+    }
+    if (s->lease_lapsed && now < flr_zk_lease_until(s->zk)) {
+        s->lease_lapsed = 0;
+        flr_notice("srv.lease", "ZooKeeper lease renewed: the session survived, serving again");
+    }
+}
+
 enum { SRV_SYNC_SHARDS = 1, SRV_SYNC_REMOVED = 2, SRV_SYNC_STATE = 4 };
 
 /* What a ZooKeeper event asks the server to re-read (and so re-watch).  After a reconnect
@@ -421,6 +486,9 @@ static unsigned srv_event_needs(const struct srv *s, const struct flr_zk_event *
     if (strncmp(ev->path, prefix, strlen(prefix)) == 0)
         return SRV_SYNC_SHARDS;
     flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/removed");
+    if (strcmp(ev->path, prefix) == 0)
+        return SRV_SYNC_REMOVED;
+    flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/results");
     if (strcmp(ev->path, prefix) == 0)
         return SRV_SYNC_REMOVED;
     flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/state");
@@ -506,6 +574,14 @@ static int srv_run(struct srv *s)
         if (flr_zk_expired(s->zk)) {
             flr_err("srv.expired", "ZooKeeper session expired: stopping at once, shards may "
                                    "already belong to another server");
+            return FLR_EZK_EXPIRED;
+        }
+        srv_keep_lease(s);
+        if (flr_now_ms() > flr_zk_lease_until(s->zk) + flr_zk_session_timeout(s->zk)) {
+            /* Nothing heard from ZooKeeper for well over a session timeout (paused, or cut
+             * off): the session is gone on the server's side even if no one told us. */
+            flr_err("srv.expired", "no word from ZooKeeper for longer than the session "
+                                   "timeout: the session has expired; stopping");
             return FLR_EZK_EXPIRED;
         }
         /* Drain the news first, then re-read each kind of state once: an assignment fires

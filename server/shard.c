@@ -183,6 +183,16 @@ int64_t flr_shard_min_clock(const struct flr_shard *s)
     return s->min_clock;
 }
 
+int64_t flr_shard_worker_clock(const struct flr_shard *s, uint32_t worker, int *removed)
+{
+    if (worker >= s->nworkers) {
+        *removed = 0;
+        return -1;
+    }
+    *removed = s->removed[worker];
+    return s->wclock[worker];
+}
+
 const struct flr_shard_stats *flr_shard_stats(const struct flr_shard *s)
 {
     return &s->st;
@@ -462,6 +472,30 @@ void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker)
     (void)shard_advance(s);
 }
 
+void flr_shard_readmit_worker(struct flr_shard *s, uint32_t worker)
+{
+    if (worker >= s->nworkers || !s->removed[worker])
+        return;
+    s->removed[worker] = 0;
+    /* It rejoins at the shard's clock: it must not pull the minimum back. */
+    if (s->wclock[worker] < s->min_clock)
+        s->wclock[worker] = s->min_clock;
+}
+
+/*
+ * A pull or push at clock t comes from a worker that has finished t iterations, so its
+ * clock is at least t.  A shard that was just opened on a relaunched server learns the
+ * workers' clocks this way, without waiting for each one's next CLOCK (a worker blocked in
+ * a pull would never send it).
+ */
+static int shard_note_clock(struct flr_shard *s, const struct flr_msg *m)
+{
+    if (m->sender >= s->nworkers || m->clock <= s->wclock[m->sender])
+        return 0;
+    s->wclock[m->sender] = m->clock;
+    return shard_advance(s);
+}
+
 static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                           const struct flr_msg *m)
 {
@@ -496,8 +530,16 @@ enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req
     }
     switch (m->type) {
     case FLR_MSG_PULL:
+        if (shard_note_clock(s, m) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
+            return FLR_SHARD_REPLIED;
+        }
         return shard_pull(s, req, msg, m);
     case FLR_MSG_PUSH:
+        if (shard_note_clock(s, m) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
+            return FLR_SHARD_REPLIED;
+        }
         return shard_push(s, req, msg, m);
     case FLR_MSG_CLOCK:
         return shard_clock(s, req, msg, m);

@@ -64,6 +64,10 @@ void flr_shard_close(struct flr_shard *s);
 uint64_t flr_shard_epoch(const struct flr_shard *s);
 uint64_t flr_shard_stamp(const struct flr_shard *s);
 int64_t flr_shard_min_clock(const struct flr_shard *s);
+
+/* The clock the shard holds for a worker (-1 when it is not one of the job's) and whether
+ * the worker is removed from the accounting. */
+int64_t flr_shard_worker_clock(const struct flr_shard *s, uint32_t worker, int *removed);
 const struct flr_shard_stats *flr_shard_stats(const struct flr_shard *s);
 struct flr_store *flr_shard_store(struct flr_shard *s);
 
@@ -71,6 +75,10 @@ struct flr_store *flr_shard_store(struct flr_shard *s);
  * pulls that were waiting only for it go ahead; its later requests are rejected with
  * FLR_EWORKER_REMOVED. */
 void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker);
+
+/* Counts a removed worker again (it was restarted and readmitted), starting from the
+ * shard's current minimum clock. */
+void flr_shard_readmit_worker(struct flr_shard *s, uint32_t worker);
 
 /*
  * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been

@@ -4,6 +4,11 @@
  * STATUS counts them.  Used by tests/it_badreq.sh while a real job trains.
  *
  *   badreq ZK_HOSTS JOB SERVER_ID
+ *
+ * Probe mode, for the fencing test: sends one PULL (no keys) for SHARD at EPOCH straight
+ * to URL, as a worker with a stale map would, and says whether it was served:
+ *
+ *   badreq probe URL JOB SHARD EPOCH     exit 0: served; 1: rejected; 3: no reply
  */
 #include <math.h>
 #include <stdio.h>
@@ -76,6 +81,41 @@ static void expect(const char *what, int got, int want, const char *reason)
     }
 }
 
+static int probe(char **argv)
+{
+    struct flr_conn *conn;
+    struct flr_msg m = {0};
+    char why[256], text[256];
+    int st;
+
+    if (flr_conn_open(&conn, argv[2], 1u << 20, why, sizeof(why)) != 0) {
+        fprintf(stderr, "badreq: %s\n", why);
+        return 3;
+    }
+    m.type = FLR_MSG_PULL;
+    m.job = argv[3];
+    m.job_len = (uint32_t)strlen(argv[3]);
+    m.sender = 0;
+    m.shard = (uint32_t)strtoul(argv[4], NULL, 10);
+    m.shard_epoch = strtoull(argv[5], NULL, 10);
+    m.request_id = 1;
+    m.table = 0;
+    m.clock = 0;
+    m.reason = "";
+    st = exchange(conn, &m, text, sizeof(text));
+    flr_conn_close(conn);
+    if (st < 0) {
+        printf("probe: no reply\n");
+        return 3;
+    }
+    if (st == 0) {
+        printf("probe: served\n");
+        return 0;
+    }
+    printf("probe: rejected with %s\n", flr_errname(st));
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     struct flr_zk *zk;
@@ -88,8 +128,14 @@ int main(int argc, char **argv)
     uint64_t epoch = 0, lo = 0, hi = 0;
     int len;
 
+    if (argc == 6 && strcmp(argv[1], "probe") == 0) {
+        flr_proto_limits_default(&lim);
+        msgpack_zone_init(&zone, 4096);
+        return probe(argv);
+    }
     if (argc != 4) {
-        fprintf(stderr, "usage: badreq ZK_HOSTS JOB SERVER_ID\n");
+        fprintf(stderr,
+                "usage: badreq ZK_HOSTS JOB SERVER_ID | badreq probe URL JOB SHARD EPOCH\n");
         return 2;
     }
     job = argv[2];

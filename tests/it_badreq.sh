@@ -6,10 +6,7 @@
 # with a sound model (nothing was corrupted).
 . "$FLR_SRCDIR/tests/lib.sh"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_fashion_mnist
 job=bad
 cluster_spawn coord "$B/flr-coordinator" --zk "$ZK" --job $job --servers 2 --workers 2 \
     --model softmax --consistency asp --report "$T/$job.json"
@@ -17,7 +14,7 @@ for i in 0 1; do
     cluster_spawn "s$i" "$B/flr-server" --zk "$ZK" --job $job --id $i
     cluster_spawn "w$i" "$B/flr-worker" --zk "$ZK" --job $job --id $i --epochs 2
 done
-wait_for 60 grep -q 'coord.running' "$T/coord.log" || fail "job did not start"
+wait_for 60 grep -q 'coord.job_running' "$T/coord.log" || fail "job did not start"
 "$B/tests/badreq" "$ZK" $job 0 >"$T/badreq.out" 2>&1 || { cat "$T/badreq.out"; fail "bad requests not answered as expected"; }
 cat "$T/badreq.out"
 cluster_alive w0 || cluster_wait w0 0

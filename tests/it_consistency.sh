@@ -2,10 +2,7 @@
 # Softmax regression also trains under SSP (staleness 2) and ASP, and the MLP under BSP.
 . "$FLR_SRCDIR/tests/lib.sh"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_fashion_mnist
 run_job ssp 2 3 "--model softmax --consistency ssp --staleness 2" "--epochs 1 --batch 64"
 acc=$(json_num "$T/ssp.json" test_accuracy)
 echo "softmax SSP(2), 1 epoch: test accuracy $acc"

@@ -4,10 +4,7 @@
 # a second, continues the running job from what ZooKeeper records, and writes the report.
 . "$FLR_SRCDIR/tests/lib.sh"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_fashion_mnist
 job=lead
 cargs=(--zk "$ZK" --job $job --servers 2 --workers 2 --model softmax --report "$T/$job.json"
     --session-timeout 2000)
@@ -19,7 +16,7 @@ for i in 0 1; do
     cluster_spawn "s$i" "$B/flr-server" --zk "$ZK" --job $job --id $i
     cluster_spawn "w$i" "$B/flr-worker" --zk "$ZK" --job $job --id $i --epochs 2 --batch 32
 done
-wait_for 60 grep -q 'coord.running' "$T/coordA.log" || fail "job did not start"
+wait_for 60 grep -q 'coord.job_running' "$T/coordA.log" || fail "job did not start"
 grep -q 'coord.leader' "$T/coordB.log" && fail "the follower led while the leader lived"
 
 killed=$(date +%s%N)
@@ -27,7 +24,7 @@ cluster_kill coordA KILL
 wait_for 10 grep -q 'coord.leader' "$T/coordB.log" || fail "the follower did not take over"
 took=$((($(date +%s%N) - killed) / 1000000))
 echo "takeover after the leader's SIGKILL: $took ms (session timeout 2000 ms)"
-grep -q 'continuing the running job' "$T/coordB.log" || fail "the new leader did not resume the running job"
+wait_for 10 grep -q 'continuing the running job' "$T/coordB.log" || fail "the new leader did not resume the running job"
 
 cluster_wait coordB 300 || fail "the new leader did not finish the job"
 [ "$CLUSTER_RC" -eq 0 ] || fail "the new leader exited with $CLUSTER_RC"

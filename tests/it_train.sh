@@ -4,10 +4,7 @@
 # accuracy clears a lower bar than the full demo's (one epoch instead of three).
 . "$FLR_SRCDIR/tests/lib.sh"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_fashion_mnist
 run_job bsp 2 3 "--model softmax --consistency bsp" "--epochs 1 --batch 64"
 acc=$(json_num "$T/bsp.json" test_accuracy)
 echo "softmax BSP, 1 epoch: test accuracy $acc"

@@ -4,10 +4,7 @@
 # does not wait forever for a dead worker. The report names the lost worker.
 . "$FLR_SRCDIR/tests/lib.sh"
 
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_fashion_mnist
 job=wloss
 cluster_spawn coord "$B/flr-coordinator" --zk "$ZK" --job $job --servers 2 --workers 3 \
     --model softmax --consistency bsp --report "$T/$job.json"
@@ -18,7 +15,7 @@ for i in 0 1 2; do
     cluster_spawn "w$i" "$B/flr-worker" --zk "$ZK" --job $job --id $i --epochs 2 --batch 32 \
         --session-timeout 2000
 done
-wait_for 60 grep -q 'coord.running' "$T/coord.log" || fail "job did not start"
+wait_for 60 grep -q 'coord.job_running' "$T/coord.log" || fail "job did not start"
 sleep 1 # let training get under way: the kill should land mid-iteration
 cluster_kill w2 KILL
 wait_for 20 grep -q 'coord.worker_lost' "$T/coord.log" || fail "the coordinator did not notice the lost worker"

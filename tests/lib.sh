@@ -12,6 +12,14 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/flr-it.XXXXXX")
 cluster_init "$T" "$FLR_BUILDDIR"
 B=$FLR_BUILDDIR
 
+# need_fashion_mnist: skips the test (exit 77) when the dataset package is missing.
+need_fashion_mnist() {
+    if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
+        echo "SKIP: dataset-fashion-mnist is not installed"
+        exit 77
+    fi
+}
+
 fail() {
     echo "FAIL: $*" >&2
     local f

@@ -21,6 +21,7 @@
  */
 #include "flr_client.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,7 @@
 
 #include "common/err.h"
 #include "common/jobpaths.h"
+#include "common/log.h"
 #include "common/proto.h"
 #include "common/shardmap.h"
 #include "common/spec.h"
@@ -58,6 +60,7 @@ struct chunk {
     uint32_t shard;
     uint32_t first, n; /* slice of the routed key order */
     int state;         /* 0 pending, 1 done, 2 retry */
+    uint64_t epoch;    /* the shard epoch it was sent with */
     struct flr_call call;
 };
 
@@ -100,7 +103,13 @@ struct flr_client {
     struct flr_conn **retired;
     size_t nretired;
     int64_t clock;
+    int64_t start_clock; /* where this worker (re)joined the job */
     uint64_t next_req;
+    char rec[256];       /* our registration record, without progress */
+    int64_t progress_ms; /* when progress was last published */
+    int64_t clocks_total, samples;
+    uint32_t epoch;
+    double loss;
     msgpack_zone zone;
     struct flr_proto_limits lim;
     struct flr_op *free_ops;
@@ -246,6 +255,102 @@ static int cl_wait_running(struct flr_client *c, char *why, size_t whylen)
     }
 }
 
+/* Asks server srv for its STATUS; returns the parsed document or NULL. */
+static json_t *cl_server_status(struct flr_client *c, const struct flr_server_rec *srv)
+{
+    json_error_t err;
+    json_t *doc;
+    size_t len;
+    char *text;
+
+    if (flr_status_fetch(srv->endpoint, c->job, c->o.worker_id, 2000, &text, &len) != 0)
+        return NULL;
+    doc = json_loadb(text, len, 0, &err);
+    free(text);
+    return doc;
+}
+
+/*
+ * Where this worker starts: clock 0 in a new job; in a running job that it rejoins after
+ * a restart, the clock its shards hold for it.  A worker the coordinator removed (it was
+ * seen dead) waits to be readmitted; a readmitted worker's clock is the shards' minimum
+ * clock, so it catches up with the others rather than pulling them back.  Its data
+ * partition is the same; training goes on from that iteration.
+ */
+static int cl_rejoin(struct flr_client *c, char *why, size_t whylen)
+{
+    char path[FLR_PATH_MAX];
+    int64_t deadline = flr_now_ms() + c->o.start_timeout_ms;
+    int exists = 0, rv, said = 0;
+
+    flr_job_node(path, sizeof(path), c->job, "removed", c->o.worker_id);
+    for (;;) {
+        int64_t start = 0;
+        int pending = 0;
+        if ((rv = flr_zk_exists(c->zk, path, 0, &exists)) != 0) {
+            snprintf(why, whylen, "reading %s: %s", path, flr_strerror(rv));
+            return rv;
+        }
+        if (!exists) {
+            /* Ask every server that owns shards for our clock there. */
+            for (uint32_t s = 0; s < c->spec.num_shards && !pending; s++) {
+                const struct flr_shard_rec *r = &c->shards[s];
+                char p2[FLR_PATH_MAX], *data;
+                struct flr_server_rec srv;
+                json_t *doc, *sh;
+                size_t i;
+                int len, seen_before = 0;
+                if (r->owner == FLR_NO_OWNER || r->state != FLR_SHARD_ACTIVE)
+                    continue;
+                for (uint32_t k = 0; k < s; k++)
+                    seen_before |=
+                        c->shards[k].owner == r->owner && c->shards[k].state == FLR_SHARD_ACTIVE;
+                if (seen_before)
+                    continue;
+                flr_job_node(p2, sizeof(p2), c->job, "servers", r->owner);
+                if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0) {
+                    pending = 1;
+                    break;
+                }
+                rv = flr_server_rec_from_json(&srv, data, (size_t)len);
+                free(data);
+                if (rv != 0 || !(doc = cl_server_status(c, &srv))) {
+                    pending = 1;
+                    break;
+                }
+                json_array_foreach(json_object_get(doc, "shards"), i, sh)
+                {
+                    int64_t wc = json_integer_value(json_object_get(sh, "sender_clock"));
+                    if (json_is_true(json_object_get(sh, "sender_removed")))
+                        pending = 1;
+                    if (wc > start)
+                        start = wc;
+                }
+                json_decref(doc);
+            }
+            if (!pending) {
+                c->clock = c->start_clock = start;
+                if (start > 0)
+                    flr_notice("client.rejoin", "worker %u rejoins job %s at clock %lld",
+                               c->o.worker_id, c->job, (long long)start);
+                return 0;
+            }
+        } else if (!said++) {
+            flr_notice("client.rejoin",
+                       "worker %u was removed from job %s; waiting for the "
+                       "coordinator to readmit it",
+                       c->o.worker_id, c->job);
+        }
+        if (flr_now_ms() > deadline) {
+            snprintf(why, whylen, "worker %u: not readmitted to job %s within %d ms",
+                     c->o.worker_id, c->job, c->o.start_timeout_ms);
+            return FLR_ETIMEOUT;
+        }
+        usleep(100 * 1000);
+        (void)cl_read_map(c);
+    }
+}
+
 int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, char *why,
                     size_t whylen)
 {
@@ -293,8 +398,18 @@ int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, cha
     gethostname(host, sizeof(host) - 1);
     snprintf(rec, sizeof(rec), "{\"id\":%u,\"pid\":%d,\"host\":\"%s\",\"endpoint\":\"%s\"}",
              o->worker_id, (int)getpid(), host, o->endpoint ? o->endpoint : "");
+    snprintf(c->rec, sizeof(c->rec), "%s", rec);
     flr_job_node(path, sizeof(path), c->job, "workers", o->worker_id);
-    if ((rv = flr_zk_create(c->zk, path, rec, (int)strlen(rec), FLR_ZK_EPHEMERAL, NULL, 0)) != 0) {
+    {
+        /* A restarted worker may find the node of its previous life, whose session has
+         * not expired yet: wait for it to go, about one session timeout. */
+        int64_t deadline = flr_now_ms() + 2 * (int64_t)o->session_ms + 1000;
+        while ((rv = flr_zk_create(c->zk, path, rec, (int)strlen(rec), FLR_ZK_EPHEMERAL, NULL,
+                                   0)) == FLR_EZK_EXISTS &&
+               flr_now_ms() < deadline)
+            usleep(100 * 1000);
+    }
+    if (rv != 0) {
         if (rv == FLR_EZK_EXISTS)
             snprintf(why, whylen, "worker id %u is already registered in job %s by a live session",
                      o->worker_id, c->job);
@@ -312,6 +427,8 @@ int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, cha
         snprintf(why, whylen, "%s", c->last_error);
         goto fail;
     }
+    if ((rv = cl_rejoin(c, why, whylen)) != 0)
+        goto fail;
     *cp = c;
     return 0;
 fail:
@@ -626,6 +743,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     m.sender = c->o.worker_id;
     m.shard = ch->shard;
     m.shard_epoch = c->shards[ch->shard].epoch;
+    ch->epoch = m.shard_epoch;
     m.request_id = ++c->next_req;
     m.table = op->table;
     m.clock = op->clock;
@@ -676,7 +794,8 @@ static int cl_op_collect(struct flr_op *op)
             rv = r.status;
             snprintf(why, sizeof(why), "%.*s", (int)r.reason_len, r.reason);
         }
-        if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING) {
+        if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING ||
+            rv == FLR_ELEASE_EXPIRED) {
             ch->state = 2;
             retry = 1;
         } else if (rv != 0) {
@@ -716,42 +835,9 @@ static int cl_op_collect(struct flr_op *op)
     return retry;
 }
 
-static int cl_op_finish(struct flr_op *op)
-{
-    struct flr_client *c = op->c;
-    int64_t deadline = flr_now_ms() + c->o.timeout_ms;
-    int backoff_ms = 20, rv;
-
-    for (;;) {
-        flr_waitgroup_wait(op->wg);
-        rv = cl_op_collect(op);
-        if (rv != 1)
-            break;
-        if (flr_now_ms() > deadline) {
-            rv = cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
-            break;
-        }
-        usleep((useconds_t)backoff_ms * 1000);
-        if (backoff_ms < 1000)
-            backoff_ms *= 2;
-        if (flr_zk_expired(c->zk)) {
-            rv = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
-            break;
-        }
-        if (cl_read_map(c) != 0)
-            continue;
-        for (size_t i = 0; i < op->nchunks; i++)
-            if (op->chunks[i]->state == 2)
-                cl_chunk_send(op, op->chunks[i]);
-    }
-    /* A fatal error may leave other chunks in flight: wait for them before recycling. */
-    flr_waitgroup_wait(op->wg);
-    return rv;
-}
-
 /* Re-reads the shard map when a watch says it changed (or the session reconnected, which
  * may have lost watch events).  Costs one non-blocking queue poll when nothing changed. */
-static void cl_follow_map(struct flr_client *c)
+static int cl_follow_map(struct flr_client *c)
 {
     struct flr_zk_event ev;
     int changed = 0;
@@ -761,6 +847,89 @@ static void cl_follow_map(struct flr_client *c)
             changed = 1;
     if (changed)
         (void)cl_read_map(c); /* on failure the old map stays; requests will retry */
+    return changed;
+}
+
+/* Whether a chunk waits for a shard that has no serving owner (it is recovering). */
+static int cl_op_blocked(const struct flr_op *op)
+{
+    for (size_t i = 0; i < op->nchunks; i++) {
+        const struct flr_shard_rec *r = &op->c->shards[op->chunks[i]->shard];
+        if (op->chunks[i]->state == 2 && (r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Waits for the chunks in flight.  Meanwhile follows the shard map: a chunk whose shard
+ * moved to a new epoch (its server was lost and the coordinator fenced it) is cancelled
+ * at once rather than left to time out against a dead server.
+ */
+static void cl_op_wait(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+
+    while (flr_waitgroup_timedwait(op->wg, 100) != 0) {
+        if (!cl_follow_map(c))
+            continue;
+        for (size_t i = 0; i < op->nchunks; i++) {
+            struct chunk *ch = op->chunks[i];
+            if (ch->state == 0 && c->shards[ch->shard].epoch != ch->epoch)
+                flr_call_cancel(&ch->call);
+        }
+    }
+}
+
+/*
+ * Policy "block": while a shard has no serving owner (RECOVERING), requests for it wait
+ * for the coordinator to bring it back, however long that takes; the operation timeout
+ * counts only the time the shard was available and still did not answer.
+ */
+static int cl_op_finish(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+    int64_t deadline = flr_now_ms() + c->o.timeout_ms;
+    int backoff_ms = 20, rv, said = 0;
+
+    for (;;) {
+        cl_op_wait(op);
+        rv = cl_op_collect(op);
+        if (rv != 1)
+            break;
+        if (flr_zk_expired(c->zk)) {
+            rv = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
+            break;
+        }
+        if (cl_op_blocked(op)) {
+            if (!said++)
+                flr_info("client.blocked", "worker %u: a shard is recovering; waiting for it",
+                         c->o.worker_id);
+            deadline = flr_now_ms() + c->o.timeout_ms;
+            backoff_ms = 20;
+            /* The map changes by watch; poll the event queue, not ZooKeeper. */
+            usleep(20 * 1000);
+            (void)cl_follow_map(c);
+            if (cl_op_blocked(op))
+                continue;
+        } else {
+            if (flr_now_ms() > deadline) {
+                rv = cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
+                break;
+            }
+            usleep((useconds_t)backoff_ms * 1000);
+            if (backoff_ms < 1000)
+                backoff_ms *= 2;
+            if (cl_read_map(c) != 0)
+                continue;
+        }
+        for (size_t i = 0; i < op->nchunks; i++)
+            if (op->chunks[i]->state == 2)
+                cl_chunk_send(op, op->chunks[i]);
+    }
+    /* A fatal error may leave other chunks in flight: wait for them before recycling. */
+    flr_waitgroup_wait(op->wg);
+    return rv;
 }
 
 static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64_t *keys,
@@ -824,6 +993,30 @@ int flr_push(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_
     return rv ? rv : flr_wait(op);
 }
 
+/* Rewrites our worker node with the progress (at most once a second unless forced), for
+ * the coordinator's status and drills. */
+static void cl_publish_progress(struct flr_client *c, int force)
+{
+    char path[FLR_PATH_MAX], buf[512];
+    int64_t now = flr_now_ms();
+    size_t n;
+
+    if (!force && now - c->progress_ms < 1000)
+        return;
+    c->progress_ms = now;
+    n = strlen(c->rec);
+    if (n < 2 || n >= sizeof(buf) - 200)
+        return;
+    memcpy(buf, c->rec, n - 1); /* without the closing brace */
+    snprintf(buf + n - 1, sizeof(buf) - (n - 1),
+             ",\"clock\":%lld,\"clocks_total\":%lld,\"samples\":%lld,\"epoch\":%u,"
+             "\"loss\":%.6g,\"at_ms\":%lld}",
+             (long long)c->clock, (long long)c->clocks_total, (long long)c->samples, c->epoch,
+             c->loss, (long long)flr_wall_ms());
+    flr_job_node(path, sizeof(path), c->job, "workers", c->o.worker_id);
+    (void)flr_zk_set(c->zk, path, buf, (int)strlen(buf), -1);
+}
+
 int flr_clock(struct flr_client *c)
 {
     struct flr_op *op;
@@ -843,8 +1036,36 @@ int flr_clock(struct flr_client *c)
     cl_op_start(op);
     rv = cl_op_finish(op);
     cl_op_put(op);
-    if (rv == 0)
+    if (rv == 0) {
         c->clock++;
+        cl_publish_progress(c, 0);
+    }
+    return rv;
+}
+
+int64_t flr_client_start_clock(const struct flr_client *c)
+{
+    return c->start_clock;
+}
+
+void flr_client_progress(struct flr_client *c, int64_t clocks_total, int64_t samples,
+                         uint32_t epoch, double loss)
+{
+    c->clocks_total = clocks_total;
+    c->samples = samples;
+    c->epoch = epoch;
+    c->loss = loss;
+}
+
+int flr_client_publish_curve(struct flr_client *c, const char *json)
+{
+    char path[FLR_PATH_MAX];
+    int rv;
+
+    flr_job_path(path, sizeof(path), c->job, "/curve");
+    rv = flr_zk_set(c->zk, path, json, (int)strlen(json), -1);
+    if (rv == FLR_EZK_NONODE)
+        rv = flr_zk_create(c->zk, path, json, (int)strlen(json), 0, NULL, 0);
     return rv;
 }
 

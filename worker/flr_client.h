@@ -92,6 +92,18 @@ int flr_wait(struct flr_op *op);
 /* Publishes a JSON result document under the job (/flr/<job>/results/<worker>). */
 int flr_client_publish_result(struct flr_client *c, const char *json);
 
+/* The clock this worker joined at: 0 in a new job; in a running job that a restarted
+ * worker rejoins, the iteration it continues from (the client's clock starts there). */
+int64_t flr_client_start_clock(const struct flr_client *c);
+
+/* Progress for the job's status (published with the worker's registration about once a
+ * second, from flr_clock): clocks in the whole training, samples so far, epoch, loss. */
+void flr_client_progress(struct flr_client *c, int64_t clocks_total, int64_t samples,
+                         uint32_t epoch, double loss);
+
+/* Publishes the training curve (a JSON array) for the job's status. */
+int flr_client_publish_curve(struct flr_client *c, const char *json);
+
 /* Message of the last error, or "" (owned by the client). */
 const char *flr_client_last_error(const struct flr_client *c);
 

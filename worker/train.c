@@ -174,7 +174,7 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
     json_t *res = NULL, *curve = json_array();
     double loss_sum = 0, last_loss = 0, truth_auc = -1;
     uint64_t samples = 0, iterations = 0;
-    int64_t t0 = flr_now_ms();
+    int64_t t0 = flr_now_ms(), start = 0;
     int rv;
     float scale;
     struct eval_out ev = {0};
@@ -239,14 +239,21 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
      * the model as far as one global batch, so one learning rate means the same thing in
      * every consistency model and results compare. */
     scale = 1.0f / (float)W;
+    start = flr_client_start_clock(c);
 
     for (uint32_t e = 0; e < cfg->epochs; e++) {
         int64_t te = flr_now_ms();
         double eloss = 0;
         shuffle(perm, train.n, cfg->seed ^ flr_mix64(((uint64_t)cfg->worker_id << 32) | e));
+        if ((int64_t)(e + 1) * iters <= start)
+            continue; /* the whole epoch passed while this worker was away */
         for (uint32_t it = 0; it < iters; it++) {
             const uint32_t *idx = perm + (size_t)it * cfg->batch;
             double loss;
+            /* A rejoining worker goes on from the job's clock: the iterations before it
+             * were done (or skipped) while it was away. */
+            if ((int64_t)e * iters + it < start)
+                continue;
             if ((rv = ops->keys(m, &train, idx, cfg->batch, &b)) != 0)
                 goto model_fail;
             if ((rv = train_pull(c, &b)) != 0)
@@ -260,6 +267,7 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
             eloss += loss;
             samples += cfg->batch;
             iterations++;
+            flr_client_progress(c, (int64_t)iters * cfg->epochs, samples, e + 1, eloss / (it + 1));
         }
         last_loss = eloss / iters;
         loss_sum += eloss;
@@ -292,6 +300,12 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
                      last_loss, (flr_now_ms() - te) / 1000.0);
         }
         json_array_append_new(curve, pt);
+        if (cfg->evaluate) {
+            char *text = json_dumps(curve, JSON_COMPACT | JSON_REAL_PRECISION(6));
+            if (text && flr_client_publish_curve(c, text) != 0)
+                flr_warn("wrk.curve", "could not publish the training curve");
+            free(text);
+        }
     }
 
     res = json_pack("{sI ss sI sI sI sf sf}", "worker", (json_int_t)cfg->worker_id, "model",
@@ -299,6 +313,8 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
                     "iterations", (json_int_t)iterations, "train_loss", last_loss, "train_seconds",
                     (flr_now_ms() - t0) / 1000.0);
     json_object_set_new(res, "batch", json_integer(cfg->batch));
+    if (start > 0)
+        json_object_set_new(res, "rejoined_at_clock", json_integer(start));
     if (cfg->evaluate) {
         if (ops->nout == 1) {
             json_object_set_new(res, "test_auc", json_real(ev.auc));
