@@ -63,7 +63,7 @@ for i in 0 1; do
     cluster_spawn "w$i" "$B/flr-worker" --zk "$ZK" --job $job --id $i --epochs 100 --batch 32 \
         --session-timeout 2000
 done
-wait_for 60 grep -q 'coord.running' "$T/coord.log" || fail "job did not start"
+wait_for 60 grep -qE 'coord\.(job_)?running' "$T/coord.log" || fail "job did not start"
 echo "leader at $URL, follower at $URL2"
 
 # --- GET /status --------------------------------------------------------------------------
