@@ -7,23 +7,10 @@
 # paths, methods, ids and bodies get 404, 405, 400, 413 with one-line answers.
 . "$FLR_SRCDIR/tests/lib.sh"
 
-# need CMD PACKAGE: the tool is there, or the test fails naming the package (skips only
-# with FLR_ALLOW_SKIP=1).
-need() {
-    command -v "$1" >/dev/null 2>&1 && return 0
-    if [ "${FLR_ALLOW_SKIP:-0}" = 1 ]; then
-        echo "SKIP: $1 not found (Debian package $2)"
-        exit 77
-    fi
-    fail "$1 not found: install the Debian package $2 (scripts/deps.sh does), or set FLR_ALLOW_SKIP=1 to skip"
-}
-need curl curl
-need jq jq
-need promtool prometheus
-if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ]; then
-    echo "SKIP: dataset-fashion-mnist is not installed"
-    exit 77
-fi
+need_tool curl curl
+need_tool jq jq
+need_tool promtool prometheus
+need_fashion_mnist
 
 job=stat
 echo "s3cret-$RANDOM" >"$T/token"
