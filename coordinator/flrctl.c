@@ -461,8 +461,9 @@ static int ctl_cmd_status(struct ctl *c)
     tp = json_object_get(doc, "throughput");
     if (json_is_number(json_object_get(tp, "samples_per_second")) ||
         json_is_number(json_object_get(tp, "keys_pushed_per_second")))
-        printf("throughput %s samples/s, %s keys pushed/s\n", V(tp, "samples_per_second", a),
-               V(tp, "keys_pushed_per_second", b));
+        printf("throughput %.0f samples/s, %.0f keys pushed/s\n",
+               json_number_value(json_object_get(tp, "samples_per_second")),
+               json_number_value(json_object_get(tp, "keys_pushed_per_second")));
     tot = json_object_get(doc, "totals");
     printf("recoveries %s (%s in progress), rows rebuilt %s, rows lost %s\n",
            V(tot, "recoveries", a), V(tot, "recoveries_in_progress", b), V(tot, "rows_rebuilt", d),

@@ -416,7 +416,8 @@ static void met_recoveries(struct met *m, const json_t *doc)
         {"flr_recovery_detect_seconds", "detect_ms", "detect",
          "Time from a server's death to its detection, over the recoveries listed."},
         {"flr_recovery_recover_seconds", "recover_ms", "recover",
-         "Time from detection to the shards serving again, over the recoveries listed."},
+         "Time from a server's death (its detection when the kill time is unknown) to its "
+         "shards serving again, over the recoveries listed."},
     };
     char srv[32];
     size_t i;
