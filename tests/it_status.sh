@@ -199,6 +199,7 @@ no_leader() {
     "$B/flrctl" --zk "$ZK" --job $job status --json 2>"$T/fb2.err" | jq -e '.leader == null' >/dev/null
 }
 wait_for 10 no_leader || fail "the dead leader is still listed: $(cat "$T/fb2.err")"
+"$B/flrctl" --zk "$ZK" --job $job status >/dev/null 2>"$T/fb2.err" || fail "flrctl status without a coordinator failed"
 grep -q "no coordinator of job stat is running; reading ZooKeeper" "$T/fb2.err" ||
     fail "flrctl did not explain the fallback: $(cat "$T/fb2.err")"
 "$B/flrctl" --zk "$ZK" --job $job --token-file "$T/token" drain 2 >"$T/out" 2>"$T/err" ||
