@@ -220,8 +220,9 @@ static void http_store_error(struct flr_http *h, json_t *prev, const char *why)
 
 static void http_run_cmd(struct flr_http *h, struct flr_zk *zk, struct http_cmd *cmd)
 {
-    char created[64], why[512], body[512];
-    int rv, n;
+    char created[64], why[512], *body;
+    json_t *o;
+    int rv;
 
     if (!zk) {
         http_text(cmd->aio, 503, "Retry-After", "1", "no ZooKeeper session: %s", h->error);
@@ -231,21 +232,23 @@ static void http_run_cmd(struct flr_http *h, struct flr_zk *zk, struct http_cmd 
                                 sizeof(created), why, sizeof(why));
     if (rv == FLR_ENOT_FOUND) {
         http_text(cmd->aio, 404, NULL, NULL, "%s", why);
-    } else if (rv != 0) {
-        http_text(cmd->aio, 503, "Retry-After", "1", "%s", why);
-    } else {
-        n = snprintf(body, sizeof(body),
-                     "{\"request\":\"%s\",\"action\":\"%s\",\"server\":%lu,\"job\":", created,
-                     cmd->action, cmd->server);
-        {
-            json_t *j = json_string(h->job);
-            char *js = j ? json_dumps(j, JSON_ENCODE_ANY) : NULL;
-            n += snprintf(body + n, sizeof(body) - (size_t)n, "%s}\n", js ? js : "null");
-            free(js);
-            json_decref(j);
-        }
-        http_reply(cmd->aio, 202, "application/json", body, (size_t)n, NULL, NULL);
+        return;
     }
+    if (rv != 0) {
+        http_text(cmd->aio, 503, "Retry-After", "1", "%s", why);
+        return;
+    }
+    o = json_pack("{s:s s:s s:I s:s}", "request", created, "action", cmd->action, "server",
+                  (json_int_t)cmd->server, "job", h->job);
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!body) {
+        /* The node exists; say so even without the document. */
+        http_text(cmd->aio, 202, NULL, NULL, "%s", created);
+        return;
+    }
+    http_reply(cmd->aio, 202, "application/json", body, strlen(body), NULL, NULL);
+    free(body);
 }
 
 static void *http_main(void *arg)
