@@ -55,6 +55,9 @@ struct coord_cfg {
     long long standby;            /* local: standby servers to start besides num_servers */
     long long kills;              /* drill: SIGKILL a server this many times during training */
     long long recover_timeout_ms; /* give up waiting for a replacement server after this */
+    char http[256];            /* status endpoint URL; "" or "off" disables it */
+    char http_token_file[256]; /* operator token for POST (and reads with http_auth_reads) */
+    int http_auth_reads;
 };
 
 /* A recovery: the state machine of one lost server, mirrored in
@@ -86,6 +89,7 @@ struct coord {
     char **results;     /* num_workers JSON documents */
     uint8_t *lost;      /* num_workers flags: removed because they died without a result */
     char candidate[64]; /* our election node's name, c_NNNNNNNNNN */
+    char http_url[256]; /* our status endpoint, published in the election node; "" if off */
 
     /* Operations (recover.c, launch.c). */
     const struct coord_launcher_ops *launcher;

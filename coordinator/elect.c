@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "common/err.h"
 #include "common/jobpaths.h"
 #include "common/log.h"
@@ -36,9 +38,10 @@ static int elect_index(char **names, int n, const char *name)
 
 int coord_elect(struct coord *c, int *took_over, char *why, size_t whylen)
 {
-    char dir[FLR_PATH_MAX], path[FLR_PATH_MAX + 8], created[FLR_PATH_MAX + 16], data[128];
-    char host[64] = {0};
+    char dir[FLR_PATH_MAX], path[FLR_PATH_MAX + 8], created[FLR_PATH_MAX + 16];
+    char host[64] = {0}, *data;
     const char *mine;
+    json_t *o;
     int rv, announced = 0;
 
     *took_over = 0;
@@ -48,10 +51,20 @@ int coord_elect(struct coord *c, int *took_over, char *why, size_t whylen)
         return rv;
     }
     gethostname(host, sizeof(host) - 1);
-    snprintf(data, sizeof(data), "{\"pid\":%d,\"host\":\"%s\"}", (int)getpid(), host);
+    /* "http" is where this coordinator's status endpoint listens: followers redirect to
+     * the leader's, and flrctl finds the endpoint through it. */
+    o = json_pack("{s:i s:s s:s}", "pid", (int)getpid(), "host", host, "http", c->http_url);
+    data = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!data) {
+        flr_why(why, whylen, "cannot join the election: %s", flr_strerror(FLR_ENOMEM));
+        return FLR_ENOMEM;
+    }
     snprintf(path, sizeof(path), "%s/c_", dir);
-    if ((rv = flr_zk_create(c->zk, path, data, (int)strlen(data),
-                            FLR_ZK_EPHEMERAL | FLR_ZK_SEQUENCE, created, sizeof(created))) != 0) {
+    rv = flr_zk_create(c->zk, path, data, (int)strlen(data), FLR_ZK_EPHEMERAL | FLR_ZK_SEQUENCE,
+                       created, sizeof(created));
+    free(data);
+    if (rv != 0) {
         flr_why(why, whylen, "cannot join the election: %s", flr_strerror(rv));
         return rv;
     }

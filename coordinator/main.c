@@ -16,6 +16,7 @@
 #include "common/opt.h"
 #include "common/prog.h"
 #include "coord.h"
+#include "http.h"
 #include "worker/model.h"
 
 static void coord_on_signal(int sig)
@@ -73,6 +74,13 @@ static const struct flr_opt coord_opts[] = {
     FLR_OPT_I("recover-timeout", struct coord_cfg, recover_timeout_ms, "30000", 100, 86400000, "MS",
               "local launcher: start the replacement again if it has not registered by "
               "then"),
+    FLR_OPT_S("http", struct coord_cfg, http, "http://127.0.0.1:0", "URL",
+              "status endpoint: /status, /metrics, dashboard (port 0 picks a free port; "
+              "\"\" or off disables it)"),
+    FLR_OPT_S("http-token-file", struct coord_cfg, http_token_file, "", "FILE",
+              "file holding the operator token that POST requests must present"),
+    FLR_OPT_B("http-auth-reads", struct coord_cfg, http_auth_reads, "false",
+              "GET /status and /metrics need the token too"),
     FLR_OPT_LOG_LEVEL(struct coord_cfg, "info"),
     {0},
 };
@@ -84,9 +92,10 @@ int main(int argc, char **argv)
                                        "flr coordinator: creates a job, assigns shards, waits for "
                                        "the workers and reports",
                                        PACKAGE_VERSION};
-    char why[512];
-    int rv;
+    char why[512], token[FLR_HTTP_TOKEN_MAX] = "";
+    int rv, http_on;
     struct sigaction sa = {0};
+    struct flr_http *http = NULL;
 
     if ((rv = flr_prog_init(coord_opts, &c.cfg, &info, argc, argv, c.cfg.log_level)) >= 0)
         return rv;
@@ -102,6 +111,20 @@ int main(int argc, char **argv)
         return 2;
     }
     c.launcher = c.cfg.launcher_kind == 0 ? &coord_launcher_local : &coord_launcher_external;
+    http_on = c.cfg.http[0] && strcmp(c.cfg.http, "off") != 0;
+    if (http_on && flr_http_check_url(c.cfg.http, why, sizeof(why)) != 0) {
+        fprintf(stderr, "flr-coordinator: --http: %s\n", why);
+        return 2;
+    }
+    if (c.cfg.http_token_file[0] &&
+        flr_http_read_token(c.cfg.http_token_file, token, sizeof(token), why, sizeof(why)) != 0) {
+        fprintf(stderr, "flr-coordinator: --http-token-file: %s\n", why);
+        return 2;
+    }
+    if (c.cfg.http_auth_reads && !token[0]) {
+        fprintf(stderr, "flr-coordinator: --http-auth-reads needs --http-token-file\n");
+        return 2;
+    }
     sa.sa_handler = coord_on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
@@ -110,12 +133,31 @@ int main(int argc, char **argv)
         flr_err("coord.zk", "%s", why);
         return 1;
     }
+    /* The endpoint starts before the election so that its URL goes into our election
+     * node, and so that a follower serves too (it redirects to the leader). */
+    if (http_on) {
+        const struct flr_http_cfg hc = {.url = c.cfg.http,
+                                        .zk = c.cfg.zk,
+                                        .job = c.cfg.job,
+                                        .session_ms = (int)c.cfg.session_ms,
+                                        .token = token,
+                                        .auth_reads = c.cfg.http_auth_reads};
+        if ((rv = flr_http_start(&http, &hc, why, sizeof(why))) != 0) {
+            flr_err("coord.http", "job %s: %s", c.cfg.job, why);
+            flr_zk_close(c.zk);
+            return 1;
+        }
+        snprintf(c.http_url, sizeof(c.http_url), "%s", flr_http_url(http));
+        flr_notice("coord.http", "job %s: status endpoint at %s (dashboard /, /status, /metrics)",
+                   c.cfg.job, c.http_url);
+    }
     {
         char phase[32] = "";
         int took_over = 0;
 
         if ((rv = coord_elect(&c, &took_over, why, sizeof(why))) != 0) {
             flr_err("coord.elect", "job %s: %s", c.cfg.job, why);
+            flr_http_stop(http);
             flr_zk_close(c.zk);
             return 1;
         }
@@ -126,12 +168,14 @@ int main(int argc, char **argv)
                         "coordinator %s leads job %s, taking over", c.candidate, c.cfg.job);
         if (took_over && (rv = coord_resume(&c, phase, sizeof(phase), why, sizeof(why))) != 0) {
             flr_err("coord.resume", "job %s: %s", c.cfg.job, why);
+            flr_http_stop(http);
             flr_zk_close(c.zk);
             return 1;
         }
         if (strcmp(phase, "done") == 0 || strcmp(phase, "failed") == 0) {
             flr_notice("coord.idle", "job %s already %s under the previous leader", c.cfg.job,
                        phase);
+            flr_http_stop(http);
             flr_zk_close(c.zk);
             return 0;
         }
@@ -170,6 +214,7 @@ int main(int argc, char **argv)
             free(c.results[w]);
     free(c.results);
     free(c.lost);
+    flr_http_stop(http);
     flr_zk_close(c.zk);
     return rv == 0 ? 0 : 1;
 }

@@ -8,6 +8,7 @@ FLR_PACKAGES=(
     build-essential autoconf automake pkg-config
     libzookeeper-mt-dev libnng-dev libmsgpack-dev libcmocka-dev libjansson-dev zlib1g-dev
     zookeeper default-jre-headless dataset-fashion-mnist procps
+    curl jq prometheus chromium
 )
 
 flr_install_deps() {

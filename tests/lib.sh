@@ -20,6 +20,18 @@ need_fashion_mnist() {
     fi
 }
 
+# need_tool CMD PACKAGE: CMD is installed, or the test fails naming the Debian package that
+# provides it (scripts/deps.sh installs it); with FLR_ALLOW_SKIP=1 it skips instead.
+need_tool() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "${FLR_ALLOW_SKIP:-0}" = 1 ]; then
+        echo "SKIP: $1 not found (Debian package $2)"
+        exit 77
+    fi
+    echo "FAIL: $1 not found: install the Debian package $2 (scripts/deps.sh does), or set FLR_ALLOW_SKIP=1 to skip" >&2
+    exit 1
+}
+
 fail() {
     echo "FAIL: $*" >&2
     local f
