@@ -55,8 +55,8 @@ struct coord_cfg {
     long long standby;            /* local: standby servers to start besides num_servers */
     long long kills;              /* drill: SIGKILL a server this many times during training */
     long long recover_timeout_ms; /* give up waiting for a replacement server after this */
-    char http[256];            /* status endpoint URL; "" or "off" disables it */
-    char http_token_file[256]; /* operator token for POST (and reads with http_auth_reads) */
+    char http[256];               /* status endpoint URL; "" or "off" disables it */
+    char http_token_file[256];    /* operator token for POST (and reads with http_auth_reads) */
     int http_auth_reads;
 };
 
@@ -76,7 +76,9 @@ struct coord_recovery {
     uint32_t target; /* FLR_NO_OWNER until placed */
     uint64_t target_incarnation;
     long long rows_rebuilt, rows_lost;
-    char outcome[64]; /* "" or why it ended other than serving */
+    char outcome[64];   /* "" or why it ended other than serving */
+    int drain;          /* a drain (operator): the server lives and its shards are copied */
+    uint32_t launch_id; /* local launcher: the id it started for this recovery */
 };
 
 struct coord {
