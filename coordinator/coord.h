@@ -55,8 +55,10 @@ struct coord_cfg {
     long long standby;            /* local: standby servers to start besides num_servers */
     long long kills;              /* drill: SIGKILL a server this many times during training */
     long long recover_timeout_ms; /* give up waiting for a replacement server after this */
-    char http[256];               /* status endpoint URL; "" or "off" disables it */
-    char http_token_file[256];    /* operator token for POST (and reads with http_auth_reads) */
+
+    /* The status endpoint (http.c). */
+    char http[256];            /* status endpoint URL; "" or "off" disables it */
+    char http_token_file[256]; /* operator token for POST (and reads with http_auth_reads) */
     int http_auth_reads;
 };
 

@@ -108,15 +108,13 @@ static int ctl_http(struct ctl *c, const char *method, const char *base, const c
 {
     char url[1024];
     int redirects = 0;
+    size_t bl = strlen(base);
 
     memset(out, 0, sizeof(*out));
-    snprintf(url, sizeof(url), "%s%s", base, path);
     /* A base given as "http://host:port/" must not double the slash. */
-    if (strstr(url, "//status") || strstr(url, "//api/")) {
-        size_t bl = strlen(base);
-        if (bl && base[bl - 1] == '/')
-            snprintf(url, sizeof(url), "%.*s%s", (int)(bl - 1), base, path);
-    }
+    while (bl > 0 && base[bl - 1] == '/')
+        bl--;
+    snprintf(url, sizeof(url), "%.*s%s", (int)bl, base, path);
     for (;;) {
         nng_url *u = NULL;
         nng_http_client *cli = NULL;
@@ -409,6 +407,22 @@ static const char *ctl_secs(const json_t *ms, char *buf, size_t len)
     return buf;
 }
 
+/* Element i of the array doc[key], or NULL past its end (or when there is none). */
+static json_t *ctl_at(const json_t *doc, const char *key, size_t i)
+{
+    return json_array_get(json_object_get(doc, key), i);
+}
+
+/* A rate as a whole number, "-" when unknown. */
+static const char *ctl_rate(const json_t *v, char *buf, size_t len)
+{
+    if (json_is_number(v))
+        snprintf(buf, len, "%.0f", json_number_value(v));
+    else
+        snprintf(buf, len, "-");
+    return buf;
+}
+
 /* --- commands ---------------------------------------------------------------------------- */
 
 static int ctl_cmd_status(struct ctl *c)
@@ -461,9 +475,9 @@ static int ctl_cmd_status(struct ctl *c)
     tp = json_object_get(doc, "throughput");
     if (json_is_number(json_object_get(tp, "samples_per_second")) ||
         json_is_number(json_object_get(tp, "keys_pushed_per_second")))
-        printf("throughput %.0f samples/s, %.0f keys pushed/s\n",
-               json_number_value(json_object_get(tp, "samples_per_second")),
-               json_number_value(json_object_get(tp, "keys_pushed_per_second")));
+        printf("throughput %s samples/s, %s keys pushed/s\n",
+               ctl_rate(json_object_get(tp, "samples_per_second"), a, sizeof(a)),
+               ctl_rate(json_object_get(tp, "keys_pushed_per_second"), b, sizeof(b)));
     tot = json_object_get(doc, "totals");
     printf("recoveries %s (%s in progress), rows rebuilt %s, rows lost %s\n",
            V(tot, "recoveries", a), V(tot, "recoveries_in_progress", b), V(tot, "rows_rebuilt", d),
@@ -473,8 +487,7 @@ static int ctl_cmd_status(struct ctl *c)
     t.ncols = 9;
     ctl_row(&t, "SERVER", "STATE", "REACHABLE", "INCARNATION", "PID", "HOST", "REQUESTS", "SHARDS",
             "ENDPOINT");
-    json_array_foreach(json_object_get(doc, "servers"), i, s)
-    {
+    for (i = 0; (s = ctl_at(doc, "servers", i)) != NULL; i++) {
         snprintf(g, sizeof(g), "%zu", json_array_size(json_object_get(s, "shards")));
         ctl_row(&t, V(s, "id", a), V(s, "state", b), V(s, "reachable", d), V(s, "incarnation", e),
                 V(s, "pid", f), V(s, "host", i2), V(s, "requests", h), g,
@@ -487,8 +500,7 @@ static int ctl_cmd_status(struct ctl *c)
     putchar('\n');
     t.ncols = 7;
     ctl_row(&t, "WORKER", "STATUS", "CLOCK", "EPOCH", "SAMPLES", "LOSS", "HOST");
-    json_array_foreach(json_object_get(doc, "workers"), i, w)
-    {
+    for (i = 0; (w = ctl_at(doc, "workers", i)) != NULL; i++) {
         const char *status = json_is_true(json_object_get(w, "finished"))  ? "finished"
                              : json_is_true(json_object_get(w, "removed")) ? "removed"
                              : json_is_true(json_object_get(w, "alive"))   ? "training"
@@ -513,7 +525,7 @@ static int ctl_cmd_shards(struct ctl *c)
     if (ctl_status_doc(c, &doc, NULL) != 0)
         return 1;
     ctl_row(&t, "SHARD", "OWNER", "EPOCH", "STATE", "ROWS", "BYTES", "PULLS", "PUSHES");
-    json_array_foreach(json_object_get(doc, "shards"), i, s)
+    for (i = 0; (s = ctl_at(doc, "shards", i)) != NULL; i++)
         ctl_row(&t, V(s, "shard", a), V(s, "owner", b), V(s, "epoch", d), V(s, "state", e),
                 V(s, "rows", f), V(s, "bytes", g), V(s, "pulls", h), V(s, "pushes", k));
     if (t.nrows == 1)
@@ -533,7 +545,7 @@ static int ctl_cmd_events(struct ctl *c)
     if (ctl_status_doc(c, &doc, NULL) != 0)
         return 1;
     ctl_row(&t, "TIME (UTC)", "KIND", "MESSAGE");
-    json_array_foreach(json_object_get(doc, "events"), i, e)
+    for (i = 0; (e = ctl_at(doc, "events", i)) != NULL; i++)
         ctl_row(&t, ctl_time(json_object_get(e, "at_ms"), a, sizeof(a)), V(e, "kind", b),
                 json_string_value(json_object_get(e, "message")));
     if (t.nrows == 1)
@@ -545,14 +557,15 @@ static int ctl_cmd_events(struct ctl *c)
         t.ncols = 10;
         ctl_row(&t, "RECOVERY", "SERVER", "SHARDS", "MODE", "PHASE", "KILLED (UTC)", "DETECT",
                 "RECOVER", "ROWS_REBUILT", "ROWS_LOST");
-        json_array_foreach(json_object_get(doc, "recoveries"), i, e)
-        {
+        for (i = 0; (e = ctl_at(doc, "recoveries", i)) != NULL; i++) {
             size_t j, n = 0;
             json_t *x;
             sh[0] = 0;
             shards = json_object_get(e, "shards");
-            json_array_foreach(shards, j, x) if (n + 12 < sizeof(sh)) n += (size_t)snprintf(
-                sh + n, sizeof(sh) - n, "%s%lld", j ? "," : "", (long long)json_integer_value(x));
+            for (j = 0; j < json_array_size(shards) && (x = json_array_get(shards, j)) != NULL; j++)
+                if (n + 12 < sizeof(sh))
+                    n += (size_t)snprintf(sh + n, sizeof(sh) - n, "%s%lld", j ? "," : "",
+                                          (long long)json_integer_value(x));
             ctl_row(&t, V(e, "id", a), V(e, "server", b), sh[0] ? sh : "-", V(e, "mode", d),
                     V(e, "phase", f), ctl_time(json_object_get(e, "killed_at_ms"), g, sizeof(g)),
                     ctl_secs(json_object_get(e, "detect_ms"), h, sizeof(h)),
@@ -565,7 +578,7 @@ static int ctl_cmd_events(struct ctl *c)
         putchar('\n');
         t.ncols = 5;
         ctl_row(&t, "PENDING", "ACTION", "SERVER", "FROM", "AT (UTC)");
-        json_array_foreach(json_object_get(doc, "requests"), i, e)
+        for (i = 0; (e = ctl_at(doc, "requests", i)) != NULL; i++)
             ctl_row(&t, V(e, "id", a), V(e, "action", b), V(e, "server", d), V(e, "from", f),
                     ctl_time(json_object_get(e, "at_ms"), g, sizeof(g)));
         ctl_print(&t);

@@ -254,7 +254,7 @@ static void met_coordinators(struct met *m, const json_t *doc)
     met_int(m, "", (long long)json_array_size(arr), NULL);
     met_family(m, "flr_coordinator_leader", "gauge",
                "1 for the coordinator that leads the job, 0 for the followers.");
-    json_array_foreach(arr, i, c)
+    for (i = 0; i < json_array_size(arr) && (c = json_array_get(arr, i)) != NULL; i++)
         met_sample(m, "", json_object_get(c, "leader"), "candidate", met_str(c, "candidate"),
                    "host", met_str(c, "host"), NULL);
 }
@@ -264,8 +264,9 @@ static int met_registered(const json_t *servers, json_int_t id)
 {
     size_t i;
     json_t *s;
-    json_array_foreach(servers, i,
-                       s) if (json_integer_value(json_object_get(s, "id")) == id) return 1;
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        if (json_integer_value(json_object_get(s, "id")) == id)
+            return 1;
     return 0;
 }
 
@@ -276,7 +277,8 @@ static void met_servers(struct met *m, const json_t *doc)
     char id[32];
     size_t i;
 
-    json_array_foreach(servers, i, s) reachable += json_is_true(json_object_get(s, "reachable"));
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        reachable += json_is_true(json_object_get(s, "reachable"));
     met_family(m, "flr_servers_registered", "gauge", "Servers registered in ZooKeeper.");
     met_int(m, "", (long long)json_array_size(servers), NULL);
     met_family(m, "flr_servers_reachable", "gauge", "Registered servers that answered STATUS.");
@@ -284,14 +286,13 @@ static void met_servers(struct met *m, const json_t *doc)
 
     met_family(m, "flr_server_up", "gauge",
                "1 while the server is registered in ZooKeeper; 0 for a shard owner that is not.");
-    json_array_foreach(servers, i, s)
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
         met_int(m, "", 1, "server", met_id(s, "id", id, sizeof(id)), NULL);
     shards = json_object_get(doc, "shards");
     {
         /* Owners without a registration, once each. */
         json_t *seen = json_object();
-        json_array_foreach(shards, i, sh)
-        {
+        for (i = 0; i < json_array_size(shards) && (sh = json_array_get(shards, i)) != NULL; i++) {
             const json_t *o = json_object_get(sh, "owner");
             if (!json_is_integer(o) || met_registered(servers, json_integer_value(o)))
                 continue;
@@ -306,29 +307,32 @@ static void met_servers(struct met *m, const json_t *doc)
     }
     met_family(m, "flr_server_reachable", "gauge",
                "1 when the server answered STATUS within the probe timeout.");
-    json_array_foreach(servers, i, s) met_sample(m, "", json_object_get(s, "reachable"), "server",
-                                                 met_id(s, "id", id, sizeof(id)), NULL);
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        met_sample(m, "", json_object_get(s, "reachable"), "server",
+                   met_id(s, "id", id, sizeof(id)), NULL);
     met_family(m, "flr_server_serving", "gauge",
                "1 for a server in state SERVING, 0 for a standby.");
-    json_array_foreach(servers, i, s) met_int(m, "", strcmp(met_str(s, "state"), "SERVING") == 0,
-                                              "server", met_id(s, "id", id, sizeof(id)), NULL);
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        met_int(m, "", strcmp(met_str(s, "state"), "SERVING") == 0, "server",
+                met_id(s, "id", id, sizeof(id)), NULL);
     met_family(m, "flr_server_incarnation", "gauge",
                "The server process's incarnation: changes when the server is relaunched.");
-    json_array_foreach(servers, i, s) met_sample(m, "", json_object_get(s, "incarnation"), "server",
-                                                 met_id(s, "id", id, sizeof(id)), NULL);
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        met_sample(m, "", json_object_get(s, "incarnation"), "server",
+                   met_id(s, "id", id, sizeof(id)), NULL);
     met_family(m, "flr_server_requests_total", "counter",
                "Messages the server took off its queue since it started.");
-    json_array_foreach(servers, i, s) met_sample(m, "", json_object_get(s, "requests"), "server",
-                                                 met_id(s, "id", id, sizeof(id)), NULL);
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++)
+        met_sample(m, "", json_object_get(s, "requests"), "server", met_id(s, "id", id, sizeof(id)),
+                   NULL);
     met_family(m, "flr_server_rejected_total", "counter",
                "Requests the server answered with an error, by error code.");
-    json_array_foreach(servers, i, s)
-    {
-        const char *code;
-        json_t *n;
+    for (i = 0; i < json_array_size(servers) && (s = json_array_get(servers, i)) != NULL; i++) {
+        json_t *rej = json_object_get(s, "rejected");
         met_id(s, "id", id, sizeof(id));
-        json_object_foreach((json_t *)json_object_get(s, "rejected"), code, n)
-            met_sample(m, "", n, "server", id, "code", code, NULL);
+        for (void *it = json_object_iter(rej); it; it = json_object_iter_next(rej, it))
+            met_sample(m, "", json_object_iter_value(it), "server", id, "code",
+                       json_object_iter_key(it), NULL);
     }
 }
 
@@ -354,8 +358,7 @@ static void met_shards(struct met *m, const json_t *doc)
     met_family(m, "flr_shard_state", "gauge",
                "1 for the shard's current state (ACTIVE, RECOVERING, LOST, UNASSIGNED), 0 for "
                "the others; server is the owner.");
-    json_array_foreach(shards, i, sh)
-    {
+    for (i = 0; i < json_array_size(shards) && (sh = json_array_get(shards, i)) != NULL; i++) {
         const char *st = met_str(sh, "state");
         int known = 0;
         met_id(sh, "shard", id, sizeof(id));
@@ -370,9 +373,10 @@ static void met_shards(struct met *m, const json_t *doc)
     }
     for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
         met_family(m, cols[c].name, cols[c].type, cols[c].help);
-        json_array_foreach(shards, i, sh) met_sample(
-            m, "", json_object_get(sh, cols[c].field), "shard", met_id(sh, "shard", id, sizeof(id)),
-            "server", met_id(sh, "owner", owner, sizeof(owner)), NULL);
+        for (i = 0; i < json_array_size(shards) && (sh = json_array_get(shards, i)) != NULL; i++)
+            met_sample(m, "", json_object_get(sh, cols[c].field), "shard",
+                       met_id(sh, "shard", id, sizeof(id)), "server",
+                       met_id(sh, "owner", owner, sizeof(owner)), NULL);
     }
 }
 
@@ -395,12 +399,13 @@ static void met_workers(struct met *m, const json_t *doc)
     char id[32];
     size_t i;
 
-    json_array_foreach(workers, i, w) alive += json_is_true(json_object_get(w, "alive"));
+    for (i = 0; i < json_array_size(workers) && (w = json_array_get(workers, i)) != NULL; i++)
+        alive += json_is_true(json_object_get(w, "alive"));
     met_family(m, "flr_workers_alive", "gauge", "Workers registered in ZooKeeper.");
     met_int(m, "", alive, NULL);
     for (size_t c = 0; c < sizeof(cols) / sizeof(cols[0]); c++) {
         met_family(m, cols[c].name, cols[c].type, cols[c].help);
-        json_array_foreach(workers, i, w)
+        for (i = 0; i < json_array_size(workers) && (w = json_array_get(workers, i)) != NULL; i++)
             met_sample(m, "", json_object_get(w, cols[c].field), "worker",
                        met_id(w, "id", id, sizeof(id)), NULL);
     }
@@ -435,8 +440,7 @@ static void met_recoveries(struct met *m, const json_t *doc)
     for (size_t d = 0; d < sizeof(durs) / sizeof(durs[0]); d++) {
         double sum = 0;
         long long count = 0;
-        json_array_foreach(recs, i, r)
-        {
+        for (i = 0; i < json_array_size(recs) && (r = json_array_get(recs, i)) != NULL; i++) {
             const json_t *v = json_object_get(r, durs[d].field);
             if (json_is_number(v)) {
                 sum += json_number_value(v) / 1000.0;
@@ -451,8 +455,7 @@ static void met_recoveries(struct met *m, const json_t *doc)
     }
     met_family(m, "flr_recovery_duration_seconds", "gauge",
                "Each listed recovery's detect and recover times, by recovery id.");
-    json_array_foreach(recs, i, r)
-    {
+    for (i = 0; i < json_array_size(recs) && (r = json_array_get(recs, i)) != NULL; i++) {
         for (size_t d = 0; d < sizeof(durs) / sizeof(durs[0]); d++) {
             json_t *v = met_seconds(json_object_get(r, durs[d].field));
             met_sample(m, "", v, "recovery", met_str(r, "id"), "server",

@@ -267,10 +267,13 @@ static void st_probe_apply(struct st_ctx *x, struct st_probe *p, nng_msg *reply)
         st_copy(x, p->server, "requests", st, "requests");
         shards = json_object_get(st, "shards");
         if (json_is_array(shards)) {
-            size_t i;
-            json_t *sh;
-            json_array_foreach(shards, i, sh) keys_pushed +=
-                st_int(json_object_get(sh, "keys_pushed"), 0);
+            for (size_t i = 0; i < json_array_size(shards); i++) {
+                json_t *sh = json_array_get(shards, i);
+                keys_pushed += st_int(json_object_get(sh, "keys_pushed"), 0);
+                /* Where the asking worker stands: we are no worker, so it means nothing. */
+                json_object_del(sh, "sender_clock");
+                json_object_del(sh, "sender_removed");
+            }
             st_set(x, p->server, "shards", json_incref(shards));
         }
         if (json_is_object(json_object_get(st, "rejected")))
@@ -498,15 +501,13 @@ static int st_servers(struct st_ctx *x, json_t *doc)
 /* The STATUS row of shard in server id's reply, or NULL. */
 static json_t *st_server_shard(json_t *servers, json_int_t id, json_int_t shard)
 {
-    size_t i, j;
-    json_t *s, *sh;
-
-    json_array_foreach(servers, i, s)
-    {
+    for (size_t i = 0; i < json_array_size(servers); i++) {
+        json_t *s = json_array_get(servers, i), *rows = json_object_get(s, "shards");
         if (st_int(json_object_get(s, "id"), -1) != id)
             continue;
-        json_array_foreach(json_object_get(s, "shards"), j,
-                           sh) if (st_int(json_object_get(sh, "shard"), -1) == shard) return sh;
+        for (size_t j = 0; j < json_array_size(rows); j++)
+            if (st_int(json_object_get(json_array_get(rows, j), "shard"), -1) == shard)
+                return json_array_get(rows, j);
     }
     return NULL;
 }
@@ -815,32 +816,32 @@ fail:
 /* The server entry with this id and incarnation in doc, or NULL. */
 static const json_t *st_find_server(const json_t *doc, json_int_t id, const json_t *inc)
 {
-    size_t i;
-    json_t *s;
+    const json_t *servers = json_object_get(doc, "servers");
 
-    json_array_foreach(
-        json_object_get(doc, "servers"), i,
-        s) if (st_int(json_object_get(s, "id"), -1) == id &&
-               json_equal(json_object_get(s, "incarnation"), (json_t *)inc)) return s;
+    for (size_t i = 0; i < json_array_size(servers); i++) {
+        const json_t *s = json_array_get(servers, i);
+        if (st_int(json_object_get(s, "id"), -1) == id &&
+            json_equal(json_object_get(s, "incarnation"), (json_t *)inc))
+            return s;
+    }
     return NULL;
 }
 
 static const json_t *st_find_worker(const json_t *doc, json_int_t id)
 {
-    size_t i;
-    json_t *w;
+    const json_t *workers = json_object_get(doc, "workers");
 
-    json_array_foreach(json_object_get(doc, "workers"), i,
-                       w) if (st_int(json_object_get(w, "id"), -1) == id) return w;
+    for (size_t i = 0; i < json_array_size(workers); i++)
+        if (st_int(json_object_get(json_array_get(workers, i), "id"), -1) == id)
+            return json_array_get(workers, i);
     return NULL;
 }
 
 void flr_status_throughput(json_t *doc, const json_t *prev)
 {
-    json_t *tp = st_throughput_null(), *s, *w;
+    json_t *tp = st_throughput_null(), *workers, *servers;
     json_int_t dt, samples = 0, keys = 0;
     int have_samples = 0;
-    size_t i;
 
     if (!tp)
         return;
@@ -851,8 +852,10 @@ void flr_status_throughput(json_t *doc, const json_t *prev)
     if (dt <= 0)
         return;
     json_object_set_new(tp, "interval_ms", json_integer(dt));
-    json_array_foreach(json_object_get(doc, "workers"), i, w)
-    {
+    workers = json_object_get(doc, "workers");
+    servers = json_object_get(doc, "servers");
+    for (size_t i = 0; i < json_array_size(workers); i++) {
+        json_t *w = json_array_get(workers, i);
         const json_t *pw = st_find_worker(prev, st_int(json_object_get(w, "id"), -1));
         json_t *now = json_object_get(w, "samples");
         json_int_t d;
@@ -862,9 +865,8 @@ void flr_status_throughput(json_t *doc, const json_t *prev)
         d = st_int(now, 0) - st_int(pw ? json_object_get(pw, "samples") : NULL, 0);
         samples += d > 0 ? d : 0;
     }
-    json_array_foreach(json_object_get(doc, "servers"), i, s)
-    {
-        json_t *now = json_object_get(s, "keys_pushed");
+    for (size_t i = 0; i < json_array_size(servers); i++) {
+        json_t *s = json_array_get(servers, i), *now = json_object_get(s, "keys_pushed");
         const json_t *ps;
         json_int_t d;
         if (!json_is_integer(now))

@@ -417,7 +417,7 @@ static void silent_servers_are_probed_in_parallel(void **state)
     /* Four silent servers cost one probe timeout, not four. */
     assert_true(flr_now_ms() - t0 < 2 * FLR_STATUS_PROBE_MS + 500);
     assert_true(flr_now_ms() - t0 >= FLR_STATUS_PROBE_MS - 50);
-    json_array_foreach(json_object_get(doc, "servers"), i, s)
+    for (i = 0; (s = json_array_get(json_object_get(doc, "servers"), i)) != NULL; i++)
         assert_true(json_is_false(json_object_get(s, "reachable")));
     json_decref(doc);
     for (int k = 0; k < 4; k++)
