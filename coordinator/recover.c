@@ -61,6 +61,8 @@ void coord_event(struct coord *c, const char *kind, void *extra, const char *fmt
         flr_warn(id, "%s", msg);
     else
         flr_notice(id, "%s", msg);
+    if (c->cur_request[0] && !json_object_get(ev, "request"))
+        json_object_set_new(ev, "request", json_string(c->cur_request));
     json_object_set_new(ev, "at_ms", json_integer(flr_wall_ms()));
     json_object_set_new(ev, "kind", json_string(kind));
     json_object_set_new(ev, "message", json_string(msg));
@@ -107,6 +109,8 @@ static json_t *rec_json(const struct coord *c, const struct coord_recovery *r)
         json_object_set_new(j, "target_incarnation",
                             json_integer((json_int_t)r->target_incarnation));
         json_object_set_new(j, "kind", json_string(r->drain ? "drain" : "loss"));
+        if (r->request[0])
+            json_object_set_new(j, "request", json_string(r->request));
     }
     return j;
 }
@@ -139,6 +143,8 @@ static int rec_parse(struct coord_recovery *r, const char *name, const char *tex
     r->target_incarnation = (uint64_t)jint(j, "target_incarnation");
     r->rows_rebuilt = jint(j, "rows_rebuilt");
     r->rows_lost = jint(j, "rows_lost");
+    snprintf(r->request, sizeof(r->request), "%s",
+             json_string_value(json_object_get(j, "request")) ?: "");
     r->drain = json_is_string(json_object_get(j, "kind")) &&
                strcmp(json_string_value(json_object_get(j, "kind")), "drain") == 0;
     snprintf(r->outcome, sizeof(r->outcome), "%s",
@@ -501,6 +507,7 @@ static int rec_start(struct coord *c, uint32_t server, int drain)
             r.shards[r.nshards++] = s;
     r.server = server;
     r.drain = drain;
+    snprintf(r.request, sizeof(r.request), "%s", c->cur_request);
     r.target = FLR_NO_OWNER;
     r.phase = RPH_FENCING;
     r.detected_at_ms = flr_wall_ms();
@@ -552,6 +559,8 @@ static int rec_fence(struct coord *c, struct coord_recovery *r)
                    shards_json(r->shards, r->nshards), "recovery", r->id, "epoch",
                    (json_int_t)r->fenced_epoch);
     if (r->drain) {
+        if (r->request[0])
+            json_object_set_new(ex, "request", json_string(r->request));
         coord_event(c, "drain_started", ex,
                     "draining server %u: shards %s frozen at epoch %llu, to be copied to "
                     "another server",
@@ -839,6 +848,7 @@ static void ops_requests(struct coord *c)
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         if (flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL) != 0)
             continue;
+        snprintf(c->cur_request, sizeof(c->cur_request), "%s", names[i]);
         j = json_loads(data, 0, &err);
         free(data);
         action = j ? json_string_value(json_object_get(j, "action")) : NULL;
@@ -857,6 +867,7 @@ static void ops_requests(struct coord *c)
             coord_event(c, "command_rejected", json_pack("{ss}", "request", names[i]),
                         "command %s rejected: %s", names[i], why);
         json_decref(j);
+        c->cur_request[0] = 0;
         (void)flr_zk_delete(c->zk, path, -1);
     }
     flr_zk_free_names(names, n);
