@@ -54,7 +54,9 @@
     X(STATUS_REPLY, 8, "srj")                                                                      \
     X(SHUTDOWN, 9, "")                                                                             \
     X(SHUTDOWN_REPLY, 10, "sr")                                                                    \
-    X(ERROR_REPLY, 11, "sr")
+    X(ERROR_REPLY, 11, "sr")                                                                       \
+    X(DUMP, 12, "tq")                                                                              \
+    X(DUMP_REPLY, 13, "srpqkvtcj")
 
 enum flr_msg_type {
     FLR_MSG_NONE = 0,

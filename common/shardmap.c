@@ -135,7 +135,8 @@ int flr_shard_rec_to_json(const struct flr_shard_rec *r, char **out)
         return FLR_ENOMEM;
     if (sm_set(o, "owner", r->owner == FLR_NO_OWNER ? json_null() : json_integer(r->owner)) ||
         sm_set(o, "epoch", json_integer((json_int_t)r->epoch)) ||
-        sm_set(o, "state", json_string(flr_shard_state_name(r->state)))) {
+        sm_set(o, "state", json_string(flr_shard_state_name(r->state))) ||
+        (r->from1 && sm_set(o, "from", json_integer(r->from1 - 1)))) {
         json_decref(o);
         return FLR_ENOMEM;
     }
@@ -212,6 +213,12 @@ int flr_shard_rec_from_json(struct flr_shard_rec *r, const char *json, size_t le
         (st = flr_shard_state_parse(json_string_value(json_object_get(o, "state")))) < 0)
         goto out;
     tmp.state = (enum flr_shard_state)st;
+    tmp.from1 = 0;
+    if (json_object_get(o, "from")) {
+        if (sm_get_uint(o, "from", FLR_NO_OWNER - 2, &v) != 0)
+            goto out;
+        tmp.from1 = (uint32_t)v + 1;
+    }
     *r = tmp;
     rv = 0;
 out:

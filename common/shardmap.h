@@ -32,6 +32,9 @@ struct flr_shard_rec {
     uint32_t owner; /* server id, FLR_NO_OWNER when unassigned */
     uint64_t epoch;
     enum flr_shard_state state;
+    /* A drain: 1 + the id of the server the new owner copies the shard from before it
+     * serves; 0 = none (the owner opens the shard from its initialisers).  JSON "from". */
+    uint32_t from1;
 };
 
 struct flr_server_rec {

@@ -437,7 +437,10 @@ static json_t *coord_failures(const struct coord *c)
 
     for (size_t i = 0; i < c->nrecs; i++) {
         const struct coord_recovery *r = &c->recs[i];
-        json_t *shards = json_array(), *e;
+        json_t *shards, *e;
+        if (r->drain)
+            continue; /* an operator's move, not a failure */
+        shards = json_array();
         long long from = r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms;
         for (uint32_t k = 0; k < r->nshards; k++)
             json_array_append_new(shards, json_integer(r->shards[k]));

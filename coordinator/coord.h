@@ -78,7 +78,10 @@ struct coord_recovery {
     uint32_t target; /* FLR_NO_OWNER until placed */
     uint64_t target_incarnation;
     long long rows_rebuilt, rows_lost;
-    char outcome[64]; /* "" or why it ended other than serving */
+    char outcome[64];   /* "" or why it ended other than serving */
+    int drain;          /* a drain (operator): the server lives and its shards are copied */
+    uint32_t launch_id; /* local launcher: the id it started for this recovery */
+    char request[32];   /* the operator command that started it (a drain), or "" */
 };
 
 struct coord {
@@ -109,6 +112,7 @@ struct coord {
     int64_t last_poll_ms, last_list_ms;
     long long kills_done;
     int monitor_ready;
+    char cur_request[32]; /* the operator command being run: its events name it */
 };
 
 /*

@@ -61,6 +61,8 @@ void coord_event(struct coord *c, const char *kind, void *extra, const char *fmt
         flr_warn(id, "%s", msg);
     else
         flr_notice(id, "%s", msg);
+    if (c->cur_request[0] && !json_object_get(ev, "request"))
+        json_object_set_new(ev, "request", json_string(c->cur_request));
     json_object_set_new(ev, "at_ms", json_integer(flr_wall_ms()));
     json_object_set_new(ev, "kind", json_string(kind));
     json_object_set_new(ev, "message", json_string(msg));
@@ -103,9 +105,13 @@ static json_t *rec_json(const struct coord *c, const struct coord_recovery *r)
                   r->serving_at_ms ? json_integer(recover) : json_null(), "rows_rebuilt",
                   (json_int_t)r->rows_rebuilt, "rows_lost", (json_int_t)r->rows_lost, "outcome",
                   r->outcome);
-    if (j)
+    if (j) {
         json_object_set_new(j, "target_incarnation",
                             json_integer((json_int_t)r->target_incarnation));
+        json_object_set_new(j, "kind", json_string(r->drain ? "drain" : "loss"));
+        if (r->request[0])
+            json_object_set_new(j, "request", json_string(r->request));
+    }
     return j;
 }
 
@@ -137,6 +143,10 @@ static int rec_parse(struct coord_recovery *r, const char *name, const char *tex
     r->target_incarnation = (uint64_t)jint(j, "target_incarnation");
     r->rows_rebuilt = jint(j, "rows_rebuilt");
     r->rows_lost = jint(j, "rows_lost");
+    snprintf(r->request, sizeof(r->request), "%s",
+             json_string_value(json_object_get(j, "request")) ?: "");
+    r->drain = json_is_string(json_object_get(j, "kind")) &&
+               strcmp(json_string_value(json_object_get(j, "kind")), "drain") == 0;
     snprintf(r->outcome, sizeof(r->outcome), "%s",
              json_string_value(json_object_get(j, "outcome")) ?: "");
     ph = json_string_value(json_object_get(j, "phase"));
@@ -375,6 +385,40 @@ static void server_note_rows(struct coord *c, json_t *st)
     }
 }
 
+/* One more than the highest server id ever seen (a new server's id). */
+static uint32_t next_server_id(const struct coord *c)
+{
+    uint32_t n = c->spec.num_servers + (uint32_t)c->cfg.standby;
+    for (size_t i = 0; i < c->nknown; i++)
+        if (c->known[i].id + 1 > n)
+            n = c->known[i].id + 1;
+    for (size_t i = 0; i < c->nrecs; i++)
+        if (c->recs[i].launch_id > n)
+            n = c->recs[i].launch_id;
+    return n;
+}
+
+/* Asks a server to stop (a drained one). */
+static void server_shutdown(struct coord *c, const struct flr_server_rec *srv)
+{
+    struct flr_conn *conn = NULL;
+    struct flr_msg m = {0};
+    nng_msg *req, *rep = NULL;
+    char why[128];
+
+    if (flr_conn_open(&conn, srv->endpoint, 1u << 20, why, sizeof(why)) != 0)
+        return;
+    m.type = FLR_MSG_SHUTDOWN;
+    m.job = c->cfg.job;
+    m.job_len = (uint32_t)strlen(c->cfg.job);
+    m.request_id = 1;
+    m.reason = "";
+    if (flr_msg_to_nng(&req, &m, NULL) == 0 &&
+        flr_call_sync(conn, req, OPS_STATUS_TIMEOUT_MS * 3, &rep) == 0)
+        nng_msg_free(rep);
+    flr_conn_close(conn);
+}
+
 /* ---- recoveries ----------------------------------------------------------------------------- */
 
 static struct coord_recovery *rec_active_for(struct coord *c, uint32_t server)
@@ -447,7 +491,7 @@ static json_t *shards_json(const uint32_t *v, uint32_t n)
     return a;
 }
 
-static int rec_start(struct coord *c, uint32_t server)
+static int rec_start(struct coord *c, uint32_t server, int drain)
 {
     const struct flr_server_rec *last = NULL;
     struct coord_recovery r = {0}, *v;
@@ -462,6 +506,8 @@ static int rec_start(struct coord *c, uint32_t server)
         if (c->shardrec[s].owner == server && c->shardrec[s].state == FLR_SHARD_ACTIVE)
             r.shards[r.nshards++] = s;
     r.server = server;
+    r.drain = drain;
+    snprintf(r.request, sizeof(r.request), "%s", c->cur_request);
     r.target = FLR_NO_OWNER;
     r.phase = RPH_FENCING;
     r.detected_at_ms = flr_wall_ms();
@@ -471,11 +517,11 @@ static int rec_start(struct coord *c, uint32_t server)
     /* Recovery none: every row of the shards starts again from its initialiser.  The last
      * STATUS of the lost server says how many rows it held (sparse rows included);
      * without one, the dense rows are certain. */
-    for (uint32_t i = 0; i < r.nshards; i++) {
+    for (uint32_t i = 0; i < r.nshards && !drain; i++) {
         long long rows = c->shard_rows[r.shards[i]], dense = shard_dense_rows(c, r.shards[i]);
         r.rows_lost += rows > dense ? rows : dense;
     }
-    r.killed_at_ms = killed_at(c, server, r.incarnation);
+    r.killed_at_ms = drain ? 0 : killed_at(c, server, r.incarnation);
     if ((rv = bump_epoch(c, &r.fenced_epoch)) != 0 || (rv = rec_create(c, &r)) != 0) {
         free(r.shards);
         return rv;
@@ -512,6 +558,15 @@ static int rec_fence(struct coord *c, struct coord_recovery *r)
     ex = json_pack("{sI so ss sI}", "server", (json_int_t)r->server, "shards",
                    shards_json(r->shards, r->nshards), "recovery", r->id, "epoch",
                    (json_int_t)r->fenced_epoch);
+    if (r->drain) {
+        if (r->request[0])
+            json_object_set_new(ex, "request", json_string(r->request));
+        coord_event(c, "drain_started", ex,
+                    "draining server %u: shards %s frozen at epoch %llu, to be copied to "
+                    "another server",
+                    r->server, list, (unsigned long long)r->fenced_epoch);
+        return 0;
+    }
     coord_event(c, "server_lost", ex, "server %u lost (%s); shards %s RECOVERING at epoch %llu%s",
                 r->server, r->killed_at_ms ? "killed" : "session gone", list,
                 (unsigned long long)r->fenced_epoch, r->killed_at_ms ? "" : "");
@@ -526,7 +581,7 @@ static const struct flr_server_rec *rec_pick(struct coord *c, const struct coord
 
     for (int i = 0; i < c->nservers; i++) {
         const struct flr_server_rec *s = &c->servers[i];
-        if (s->id == r->server && s->incarnation == r->incarnation)
+        if (s->id == r->server && (r->drain || s->incarnation == r->incarnation))
             continue;
         if (server_owns_shards(c, s->id))
             continue;
@@ -555,15 +610,21 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
         int64_t now = flr_wall_ms();
         if (c->launcher == &coord_launcher_local &&
             (!r->launched_at_ms || now - r->launched_at_ms > c->cfg.recover_timeout_ms)) {
-            if ((rv = c->launcher->start(c, r->server, why, sizeof(why))) != 0) {
-                flr_err("coord.launch", "server %u: %s", r->server, why);
+            /* A lost server is replaced under its own id; a drained one lives on, so the
+             * server taking its shards gets a new id. */
+            if (!r->launch_id)
+                r->launch_id = r->drain ? next_server_id(c) + 1 : r->server + 1;
+            if ((rv = c->launcher->start(c, r->launch_id - 1, why, sizeof(why))) != 0) {
+                flr_err("coord.launch", "server %u: %s", r->launch_id - 1, why);
                 return 0; /* tried again at the timeout */
             }
             r->launched_at_ms = now;
             (void)rec_save(c, r);
-            coord_event(c, "server_launched",
-                        json_pack("{sI ss}", "server", (json_int_t)r->server, "recovery", r->id),
-                        "server %u: replacement process started", r->server);
+            coord_event(
+                c, "server_launched",
+                json_pack("{sI ss}", "server", (json_int_t)(r->launch_id - 1), "recovery", r->id),
+                "server %u: process started to take the shards of server %u", r->launch_id - 1,
+                r->server);
         } else if (c->launcher != &coord_launcher_local && !r->launched_at_ms) {
             r->launched_at_ms = now; /* when we began to wait */
             flr_notice("coord.wait_server",
@@ -587,6 +648,7 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
         rec.owner = r->target;
         rec.epoch = r->assigned_epoch;
         rec.state = FLR_SHARD_ACTIVE;
+        rec.from1 = r->drain ? r->server + 1 : 0;
         if ((rv = shard_write(c, s, &rec)) != 0)
             return rv;
     }
@@ -618,6 +680,24 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
         r->phase = RPH_DONE;
         return rec_save(c, r);
     }
+    if (r->drain && !server_rec(c, r->server)) {
+        /* The drained server died before its shards were copied: a loss after all. */
+        for (uint32_t k = 0; k < r->nshards; k++) {
+            struct flr_shard_rec rec = c->shardrec[r->shards[k]];
+            long long rows = c->shard_rows[r->shards[k]];
+            long long dense = shard_dense_rows(c, r->shards[k]);
+            r->rows_lost += rows > dense ? rows : dense;
+            rec.from1 = 0;
+            if ((rv = shard_write(c, r->shards[k], &rec)) != 0)
+                return rv;
+        }
+        r->drain = 0;
+        coord_event(c, "server_lost",
+                    json_pack("{sI ss}", "server", (json_int_t)r->server, "recovery", r->id),
+                    "server %u died while being drained; its shards start again on server %u",
+                    r->server, r->target);
+        return rec_save(c, r);
+    }
     if (server_status(c, t, &st) != 0)
         return 0; /* not answering yet */
     json_array_foreach(json_object_get(st, "shards"), i, sh)
@@ -632,6 +712,31 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
     if (ready < r->nshards)
         return 0;
     r->serving_at_ms = flr_wall_ms();
+    if (r->drain) {
+        /* Copied and serving: the old server may let the shards go, then it stops. */
+        const struct flr_server_rec *d = server_rec(c, r->server);
+        for (uint32_t k = 0; k < r->nshards; k++) {
+            struct flr_shard_rec rec = c->shardrec[r->shards[k]];
+            r->rows_rebuilt += c->shard_rows[r->shards[k]];
+            rec.from1 = 0;
+            if ((rv = shard_write(c, r->shards[k], &rec)) != 0)
+                return rv;
+        }
+        r->phase = RPH_DONE;
+        if ((rv = rec_save(c, r)) != 0)
+            return rv;
+        if (d)
+            server_shutdown(c, d);
+        coord_event(c, "server_drained",
+                    json_pack("{sI sI ss sI}", "server", (json_int_t)r->server, "target",
+                              (json_int_t)r->target, "recovery", r->id, "rows",
+                              (json_int_t)r->rows_rebuilt),
+                    "server %u drained: its shards serve on server %u (%lld rows copied in "
+                    "%lld ms); it was asked to stop",
+                    r->server, r->target, r->rows_rebuilt,
+                    (long long)(r->serving_at_ms - r->detected_at_ms));
+        return 0;
+    }
     r->phase = RPH_DONE;
     if ((rv = rec_save(c, r)) != 0)
         return rv;
@@ -697,6 +802,33 @@ static int ops_kill(struct coord *c, uint32_t id, const char *by, char *why, siz
     return 0;
 }
 
+/* Moves every shard of a live server to another one, copying their state, then stops it. */
+static int ops_drain(struct coord *c, uint32_t id, char *why, size_t whylen)
+{
+    int owns = 0, rv;
+
+    if (!server_rec(c, id)) {
+        flr_why(why, whylen, "server %u is not registered in job %s", id, c->cfg.job);
+        return FLR_ENOT_FOUND;
+    }
+    if (rec_active_for(c, id)) {
+        flr_why(why, whylen, "server %u is already being recovered or drained", id);
+        return FLR_EINVAL;
+    }
+    for (uint32_t s = 0; s < c->spec.num_shards; s++)
+        owns |= c->shardrec[s].owner == id && c->shardrec[s].state == FLR_SHARD_ACTIVE;
+    if (!owns) {
+        /* Nothing to move: a standby just stops. */
+        server_shutdown(c, server_rec(c, id));
+        coord_event(c, "server_drained", json_pack("{sI}", "server", (json_int_t)id),
+                    "server %u owned no shards; it was asked to stop", id);
+        return 0;
+    }
+    if ((rv = rec_start(c, id, 1)) != 0)
+        flr_why(why, whylen, "cannot start the drain: %s", flr_strerror(rv));
+    return rv;
+}
+
 /* Runs the operator commands queued under /flr/<job>/requests, oldest first. */
 static void ops_requests(struct coord *c)
 {
@@ -716,6 +848,7 @@ static void ops_requests(struct coord *c)
         snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
         if (flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL) != 0)
             continue;
+        snprintf(c->cur_request, sizeof(c->cur_request), "%s", names[i]);
         j = json_loads(data, 0, &err);
         free(data);
         action = j ? json_string_value(json_object_get(j, "action")) : NULL;
@@ -725,13 +858,16 @@ static void ops_requests(struct coord *c)
                      names[i]);
         } else if (strcmp(action, "kill") == 0) {
             rv = ops_kill(c, (uint32_t)json_integer_value(srv), "operator", why, sizeof(why));
+        } else if (strcmp(action, "drain") == 0) {
+            rv = ops_drain(c, (uint32_t)json_integer_value(srv), why, sizeof(why));
         } else {
-            snprintf(why, sizeof(why), "unknown action '%s' (known: kill)", action);
+            snprintf(why, sizeof(why), "unknown action '%s' (known: kill, drain)", action);
         }
         if (rv != 0)
             coord_event(c, "command_rejected", json_pack("{ss}", "request", names[i]),
                         "command %s rejected: %s", names[i], why);
         json_decref(j);
+        c->cur_request[0] = 0;
         (void)flr_zk_delete(c->zk, path, -1);
     }
     flr_zk_free_names(names, n);
@@ -906,7 +1042,7 @@ int coord_ops_step(struct coord *c, char *why, size_t whylen)
         if (r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER || server_rec(c, r->owner) ||
             rec_active_for(c, r->owner))
             continue;
-        if ((rv = rec_start(c, r->owner)) != 0)
+        if ((rv = rec_start(c, r->owner, 0)) != 0)
             flr_warn("coord.recovery", "server %u lost, but the recovery could not start: %s",
                      r->owner, flr_strerror(rv));
     }

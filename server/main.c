@@ -86,6 +86,8 @@ struct srv {
     char endpoint[FLR_ENDPOINT_MAX];
     uint64_t incarnation;
     struct flr_shard **shards; /* spec.num_shards entries, NULL when not ours */
+    uint8_t *frozen;           /* spec.num_shards flags: held for a move (drain), not served */
+    int64_t resync_ms;         /* when to re-read the shard map after a failed load (0 = none) */
     uint8_t *removed;          /* spec.num_workers flags: workers the coordinator removed */
     int serving_published;
 
@@ -233,6 +235,212 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
     free(text);
 }
 
+static void srv_keep_lease(struct srv *s);
+
+/* DUMP of this "table": the pushes a BSP shard holds for clocks not yet closed. */
+#define SRV_DUMP_HELD UINT32_MAX
+
+/* Rows per DUMP reply: about 16 MiB of them. */
+#define SRV_DUMP_BYTES ((size_t)16 << 20)
+
+/* Answers a DUMP: the next rows of a table of a shard that is frozen for a move. */
+static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
+                           const struct flr_msg *m)
+{
+    struct flr_shard *sh = m->shard < s->spec.num_shards ? s->shards[m->shard] : NULL;
+    struct flr_tshard *t = sh ? flr_store_table(flr_shard_store(sh), m->table) : NULL;
+    struct flr_msg r = {0};
+    char why[FLR_REASON_MAX];
+    void *keys = NULL, *rows = NULL;
+    nng_msg *out;
+    uint32_t max, n;
+    uint64_t next;
+    size_t rb;
+    int rv;
+
+    if (!sh || !s->frozen[m->shard]) {
+        rv = sh ? FLR_EBAD_REQUEST : FLR_ENOT_OWNER;
+        snprintf(why, sizeof(why), "shard %u is %s", m->shard,
+                 sh ? "serving here, not frozen for a move" : "not held by this server");
+        goto reject;
+    }
+    if (m->table == SRV_DUMP_HELD) {
+        /* The i-th push held for an open BSP clock, as it arrived. */
+        const struct flr_msg *h = flr_shard_held_push(sh, m->aux);
+        char meta[96];
+        snprintf(meta, sizeof(meta), "{\"worker\":%u,\"request_id\":%llu}", h ? h->sender : 0,
+                 h ? (unsigned long long)h->request_id : 0ULL);
+        r.type = FLR_MSG_DUMP_REPLY;
+        r.job = s->cfg.job;
+        r.job_len = (uint32_t)strlen(s->cfg.job);
+        r.sender = (uint32_t)s->cfg.id;
+        r.shard = m->shard;
+        r.shard_epoch = flr_shard_epoch(sh);
+        r.request_id = m->request_id;
+        r.reason = "";
+        r.stamp = flr_shard_stamp(sh);
+        r.aux = flr_shard_held_push(sh, m->aux + 1) ? m->aux + 1 : UINT64_MAX;
+        r.table = h ? h->table : 0;
+        r.clock = h ? h->clock : -1;
+        r.keys = h ? h->keys : NULL;
+        r.nkeys = h ? h->nkeys : 0;
+        r.vals = h ? h->vals : NULL;
+        r.vals_len = h ? h->vals_len : 0;
+        r.text = meta;
+        r.text_len = (uint32_t)strlen(meta);
+        if (flr_msg_to_nng(&out, &r, NULL) == 0)
+            flr_rep_reply(req, out);
+        else
+            flr_rep_reply(req, NULL);
+        nng_msg_free(msg);
+        return;
+    }
+    if (!t) {
+        rv = FLR_EUNKNOWN_TABLE;
+        snprintf(why, sizeof(why), "unknown table %u", m->table);
+        goto reject;
+    }
+    rb = flr_tshard_row_bytes(t);
+    max = (uint32_t)(SRV_DUMP_BYTES / (rb + 8));
+    if (max > s->lim.max_keys)
+        max = s->lim.max_keys;
+    if (!(keys = malloc((size_t)max * 8)) || !(rows = malloc((size_t)max * rb))) {
+        rv = FLR_ENOMEM;
+        snprintf(why, sizeof(why), "out of memory dumping shard %u", m->shard);
+        goto reject;
+    }
+    n = flr_tshard_export(t, m->aux, max, keys, rows, &next);
+    r.type = FLR_MSG_DUMP_REPLY;
+    r.job = s->cfg.job;
+    r.job_len = (uint32_t)strlen(s->cfg.job);
+    r.sender = (uint32_t)s->cfg.id;
+    r.shard = m->shard;
+    r.shard_epoch = flr_shard_epoch(sh);
+    r.request_id = m->request_id;
+    r.reason = "";
+    r.stamp = flr_shard_stamp(sh);
+    r.aux = next;
+    r.keys = keys;
+    r.nkeys = n;
+    r.vals = rows;
+    r.vals_len = (uint64_t)n * rb;
+    if (flr_msg_to_nng(&out, &r, NULL) == 0)
+        flr_rep_reply(req, out);
+    else
+        flr_rep_reply(req, NULL);
+    free(keys);
+    free(rows);
+    nng_msg_free(msg);
+    return;
+reject:
+    free(keys);
+    srv_count_reject(s, rv, m, why);
+    flr_reply_error(req, m, s->cfg.job, (uint32_t)s->cfg.id, rv, why);
+    nng_msg_free(msg);
+}
+
+/*
+ * Copies shard `shard` from server `from` (a drain moves it here): every table, DUMP
+ * after DUMP, into the freshly opened shard.  Runs on the owner thread; the shard is not
+ * served until it returns 0.
+ */
+static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
+{
+    struct flr_shard *sh = s->shards[shard];
+    char path[FLR_PATH_MAX], *data, why[256];
+    struct flr_server_rec src;
+    struct flr_conn *conn = NULL;
+    uint64_t rows = 0, pushes = 0;
+    int len, rv;
+
+    flr_job_node(path, sizeof(path), s->cfg.job, "servers", from);
+    if ((rv = flr_zk_get(s->zk, path, 0, &data, &len, NULL, NULL)) != 0)
+        return rv;
+    rv = flr_server_rec_from_json(&src, data, (size_t)len);
+    free(data);
+    if (rv != 0 ||
+        (rv = flr_conn_open(&conn, src.endpoint, s->lim.max_size, why, sizeof(why))) != 0)
+        return rv ? rv : FLR_EFORMAT;
+    for (uint32_t i = 0; i < s->spec.ntables && rv == 0; i++) {
+        struct flr_tshard *t = flr_store_table(flr_shard_store(sh), s->spec.tables[i].id);
+        uint64_t cursor = 0;
+        while (rv == 0 && cursor != UINT64_MAX) {
+            struct flr_msg m = {0}, r;
+            nng_msg *req, *rep = NULL;
+            m.type = FLR_MSG_DUMP;
+            m.job = s->cfg.job;
+            m.job_len = (uint32_t)strlen(s->cfg.job);
+            m.sender = (uint32_t)s->cfg.id;
+            m.shard = shard;
+            m.request_id = ++s->requests;
+            m.table = s->spec.tables[i].id;
+            m.aux = cursor;
+            srv_keep_lease(s); /* a long copy must not look like a lost session */
+            if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
+                (rv = flr_call_sync(conn, req, 30000, &rep)) != 0)
+                break;
+            rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &s->lim, &s->zone, why,
+                                sizeof(why));
+            if (rv == 0 && (r.type != FLR_MSG_DUMP_REPLY || r.status != 0))
+                rv = r.status ? r.status : FLR_EBAD_REQUEST;
+            if (rv == 0 && r.vals_len != (uint64_t)r.nkeys * flr_tshard_row_bytes(t))
+                rv = FLR_EVALUE_LEN;
+            if (rv == 0)
+                rv = flr_tshard_import(t, r.keys, r.nkeys, r.vals);
+            if (rv == 0) {
+                rows += r.nkeys;
+                cursor = r.aux;
+                flr_shard_set_stamp(sh, r.stamp);
+            }
+            nng_msg_free(rep);
+        }
+    }
+    /* Then the pushes it holds for an open BSP clock: acknowledged, so never re-sent. */
+    for (uint64_t cursor = 0; rv == 0 && s->spec.consistency == FLR_BSP && cursor != UINT64_MAX;) {
+        struct flr_msg m = {0}, r;
+        nng_msg *req, *rep = NULL;
+        m.type = FLR_MSG_DUMP;
+        m.job = s->cfg.job;
+        m.job_len = (uint32_t)strlen(s->cfg.job);
+        m.sender = (uint32_t)s->cfg.id;
+        m.shard = shard;
+        m.request_id = ++s->requests;
+        m.table = SRV_DUMP_HELD;
+        m.aux = cursor;
+        if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
+            (rv = flr_call_sync(conn, req, 30000, &rep)) != 0)
+            break;
+        /* The decoded push points into rep, which the shard keeps with it. */
+        rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &s->lim, &s->zone, why,
+                            sizeof(why));
+        if (rv == 0 && (r.type != FLR_MSG_DUMP_REPLY || r.status != 0))
+            rv = r.status ? r.status : FLR_EBAD_REQUEST;
+        if (rv == 0 && r.nkeys > 0) {
+            json_error_t jerr;
+            json_t *meta = json_loadb(r.text, r.text_len, 0, &jerr);
+            struct flr_msg p = r;
+            p.type = FLR_MSG_PUSH;
+            p.sender = (uint32_t)json_integer_value(json_object_get(meta, "worker"));
+            p.request_id = (uint64_t)json_integer_value(json_object_get(meta, "request_id"));
+            p.shard_epoch = flr_shard_epoch(sh);
+            json_decref(meta);
+            cursor = r.aux;
+            if ((rv = flr_shard_adopt_push(sh, rep, &p)) == 0) {
+                pushes++;
+                continue; /* the shard owns rep now */
+            }
+        } else if (rv == 0) {
+            cursor = r.aux;
+        }
+        nng_msg_free(rep);
+    }
+    flr_conn_close(conn);
+    if (rv == 0)
+        flr_notice("srv.moved", "shard %u: %llu rows and %llu held pushes copied from server %u",
+                   shard, (unsigned long long)rows, (unsigned long long)pushes, from);
+    return rv;
+}
+
 static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
 {
     struct flr_msg m;
@@ -272,6 +480,11 @@ static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
             snprintf(why, sizeof(why), "server %lld does not own shard %u", s->cfg.id, m.shard);
             goto reject;
         }
+        if (s->frozen[m.shard]) {
+            rv = FLR_ERECOVERING;
+            snprintf(why, sizeof(why), "shard %u is moving to another server", m.shard);
+            goto reject;
+        }
         if (m.shard_epoch != flr_shard_epoch(sh)) {
             rv = FLR_EWRONG_EPOCH;
             snprintf(why, sizeof(why), "shard %u is at epoch %llu, request has %llu", m.shard,
@@ -284,6 +497,9 @@ static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
     case FLR_MSG_STATUS:
         srv_status_reply(s, req, &m);
         nng_msg_free(msg);
+        return;
+    case FLR_MSG_DUMP:
+        srv_dump_reply(s, req, msg, &m);
         return;
     case FLR_MSG_SHUTDOWN:
         flr_notice("srv.shutdown", "shutdown requested by %u", m.sender);
@@ -348,10 +564,22 @@ static int srv_sync_shards(struct srv *s)
         }
         int mine = rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_ACTIVE;
         struct flr_shard *sh = s->shards[i];
+        /* Held, not served, while it moves away: fenced for a drain, or the source the
+         * new owner copies from. */
+        int hold = sh && !mine &&
+                   ((rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_RECOVERING) ||
+                    rec.from1 == (uint32_t)s->cfg.id + 1);
         if (mine && sh && flr_shard_epoch(sh) == rec.epoch) {
             owned++;
             continue;
         }
+        if (hold) {
+            if (!s->frozen[i])
+                flr_notice("srv.freeze", "shard %u: frozen while it moves to another server", i);
+            s->frozen[i] = 1;
+            continue;
+        }
+        s->frozen[i] = 0;
         if (sh) {
             flr_notice("srv.unload", "shard %u: no longer ours at epoch %llu", i,
                        (unsigned long long)rec.epoch);
@@ -363,6 +591,15 @@ static int srv_sync_shards(struct srv *s)
                 0) {
                 flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
                 return rv;
+            }
+            if (rec.from1 && rec.from1 != (uint32_t)s->cfg.id + 1 &&
+                (rv = srv_load_from(s, i, rec.from1 - 1)) != 0) {
+                flr_err("srv.load", "shard %u: cannot copy it from server %u: %s; retrying", i,
+                        rec.from1 - 1, flr_strerror(rv));
+                flr_shard_close(s->shards[i]);
+                s->shards[i] = NULL;
+                s->resync_ms = flr_now_ms() + 1000;
+                continue;
             }
             for (uint32_t w = 0; w < s->spec.num_workers; w++)
                 if (s->removed[w])
@@ -535,6 +772,7 @@ static int srv_run(struct srv *s)
     if ((rv = srv_wait_spec(s)) != 0)
         return rv;
     if (!(s->shards = calloc(s->spec.num_shards, sizeof(*s->shards))) ||
+        !(s->frozen = calloc(s->spec.num_shards, 1)) ||
         !(s->removed = calloc(s->spec.num_workers, sizeof(*s->removed))))
         return FLR_ENOMEM;
     if ((rv = flr_rep_open(&s->rep, s->cfg.listen, (int)s->cfg.contexts,
@@ -590,6 +828,10 @@ static int srv_run(struct srv *s)
         unsigned todo = 0;
         while (flr_zk_next_event(s->zk, &ev, 0) == 0)
             todo |= srv_event_needs(s, &ev);
+        if (s->resync_ms && flr_now_ms() >= s->resync_ms) {
+            s->resync_ms = 0;
+            todo |= SRV_SYNC_SHARDS;
+        }
         if (todo & SRV_SYNC_REMOVED)
             srv_sync_removed(s);
         if ((todo & SRV_SYNC_SHARDS) && (rv = srv_sync_shards(s)) != 0 && rv != FLR_EZK_EXPIRED)
@@ -633,6 +875,7 @@ int main(int argc, char **argv)
         for (uint32_t i = 0; i < s.spec.num_shards; i++)
             flr_shard_close(s.shards[i]);
     free(s.shards);
+    free(s.frozen);
     free(s.removed);
     flr_rep_close(s.rep);
     while (s.head) {

@@ -85,6 +85,8 @@ static int reply_type_of(int type)
         return FLR_MSG_STATUS_REPLY;
     case FLR_MSG_SHUTDOWN:
         return FLR_MSG_SHUTDOWN_REPLY;
+    case FLR_MSG_DUMP:
+        return FLR_MSG_DUMP_REPLY;
     default:
         return FLR_MSG_ERROR_REPLY;
     }
@@ -176,6 +178,30 @@ uint64_t flr_shard_epoch(const struct flr_shard *s)
 uint64_t flr_shard_stamp(const struct flr_shard *s)
 {
     return s->stamp;
+}
+
+const struct flr_msg *flr_shard_held_push(const struct flr_shard *s, size_t i)
+{
+    return i < s->pushes.n ? &s->pushes.v[i].m : NULL;
+}
+
+int flr_shard_adopt_push(struct flr_shard *s, nng_msg *msg, const struct flr_msg *m)
+{
+    int rv;
+
+    if (!s->bsp || m->sender >= s->nworkers || m->clock < s->min_clock)
+        return FLR_EBAD_REQUEST;
+    if ((rv = held_push(&s->pushes, NULL, msg, m)) != 0)
+        return rv;
+    s->st.pushes++;
+    s->st.keys_pushed += m->nkeys;
+    return 0;
+}
+
+void flr_shard_set_stamp(struct flr_shard *s, uint64_t stamp)
+{
+    if (stamp > s->stamp)
+        s->stamp = stamp;
 }
 
 int64_t flr_shard_min_clock(const struct flr_shard *s)

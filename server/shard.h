@@ -65,6 +65,15 @@ uint64_t flr_shard_epoch(const struct flr_shard *s);
 uint64_t flr_shard_stamp(const struct flr_shard *s);
 int64_t flr_shard_min_clock(const struct flr_shard *s);
 
+/* Moving a BSP shard: its pushes held for a clock not yet closed (they were acknowledged)
+ * go with it.  flr_shard_held_push() returns the i-th or NULL; flr_shard_adopt_push()
+ * holds one on the new server (taking msg, into which m points). */
+const struct flr_msg *flr_shard_held_push(const struct flr_shard *s, size_t i);
+int flr_shard_adopt_push(struct flr_shard *s, nng_msg *msg, const struct flr_msg *m);
+
+/* Raises the shard's stamp (a moved shard keeps counting from its source's). */
+void flr_shard_set_stamp(struct flr_shard *s, uint64_t stamp);
+
 /* The clock the shard holds for a worker (-1 when it is not one of the job's) and whether
  * the worker is removed from the accounting. */
 int64_t flr_shard_worker_clock(const struct flr_shard *s, uint32_t worker, int *removed);

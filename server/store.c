@@ -999,3 +999,83 @@ const float *flr_tshard_peek(const struct flr_tshard *t, uint64_t row, uint64_t 
         *steps = c->steps[off];
     return c->vals + off * t->width;
 }
+
+/* ---- export and import (moving a shard between servers) -------------------------------- */
+
+#define TSH_META_BYTES 12 /* u64 stamp, u32 steps after the row's floats */
+
+size_t flr_tshard_row_bytes(const struct flr_tshard *t)
+{
+    return (size_t)t->width * sizeof(float) + TSH_META_BYTES;
+}
+
+static void tsh_export_row(const struct flr_tshard *t, uint32_t ridx, uint64_t row,
+                           unsigned char *key_out, unsigned char *row_out)
+{
+    uint64_t key = ((uint64_t)t->spec.id << 48) | row;
+    size_t off, fb = (size_t)t->width * sizeof(float);
+    const struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    memcpy(key_out, &key, 8);
+    memcpy(row_out, c->vals + off * t->width, fb);
+    memcpy(row_out + fb, &c->stamps[off], 8);
+    memcpy(row_out + fb + 8, &c->steps[off], 4);
+}
+
+uint32_t flr_tshard_export(const struct flr_tshard *t, uint64_t cursor, uint32_t max, void *keys,
+                           void *rows, uint64_t *next)
+{
+    unsigned char *k = keys, *r = rows;
+    size_t rb = flr_tshard_row_bytes(t);
+    uint32_t n = 0;
+    uint64_t i = cursor;
+
+    if (t->spec.kind == FLR_TABLE_DENSE) {
+        for (; i < t->nrows && n < max; i++, n++)
+            tsh_export_row(t, (uint32_t)i, t->lo + i, k + (size_t)n * 8, r + (size_t)n * rb);
+        *next = i < t->nrows ? i : UINT64_MAX;
+    } else {
+        /* Sparse rows in map-slot order; the map does not change while a shard is
+         * frozen for a move. */
+        for (; i < t->index.cap && n < max; i++) {
+            const struct tsh_slot *sl = &t->index.slots[i];
+            if (sl->gen != t->index.gen)
+                continue;
+            tsh_export_row(t, sl->val, sl->key, k + (size_t)n * 8, r + (size_t)n * rb);
+            n++;
+        }
+        *next = i < t->index.cap ? i : UINT64_MAX;
+    }
+    return n;
+}
+
+int flr_tshard_import(struct flr_tshard *t, const void *keys, uint32_t n, const void *rows)
+{
+    const unsigned char *k = keys, *r = rows;
+    size_t rb = flr_tshard_row_bytes(t), fb = (size_t)t->width * sizeof(float);
+    int rv;
+
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t key, row;
+        uint32_t ridx;
+        size_t off;
+        struct tsh_chunk *c;
+
+        memcpy(&key, k + (size_t)i * 8, 8);
+        row = key & 0xffffffffffffULL;
+        if ((key >> 48) != t->spec.id)
+            return FLR_EKEY_RANGE;
+        if (t->spec.kind == FLR_TABLE_DENSE) {
+            if (row < t->lo || row >= t->hi)
+                return FLR_EKEY_RANGE;
+            ridx = (uint32_t)(row - t->lo);
+        } else if ((rv = tsh_sparse_row(t, row, &ridx)) != 0) {
+            return rv;
+        }
+        c = tsh_loc(t, ridx, &off);
+        memcpy(c->vals + off * t->width, r + (size_t)i * rb, fb);
+        memcpy(&c->stamps[off], r + (size_t)i * rb + fb, 8);
+        memcpy(&c->steps[off], r + (size_t)i * rb + fb + 8, 4);
+    }
+    return 0;
+}

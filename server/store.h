@@ -82,6 +82,20 @@ int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp);
 const float *flr_tshard_peek(const struct flr_tshard *t, uint64_t row, uint64_t *stamp,
                              uint32_t *steps);
 
+/*
+ * Moving a shard between servers (a drain).  A row travels as its table key (u64) and
+ * flr_tshard_row_bytes() bytes: its floats (value, then optimizer slots), its stamp (u64)
+ * and its optimizer step count (u32), little-endian.  flr_tshard_export() writes up to max
+ * rows starting at cursor (0 to begin) and sets *next to the cursor to continue from, or
+ * UINT64_MAX when all rows are out; the table must not change between calls.
+ * flr_tshard_import() writes rows into a table, creating sparse rows; 0, FLR_EKEY_RANGE
+ * (a key of another table or outside the shard) or FLR_ENOMEM.
+ */
+size_t flr_tshard_row_bytes(const struct flr_tshard *t);
+uint32_t flr_tshard_export(const struct flr_tshard *t, uint64_t cursor, uint32_t max, void *keys,
+                           void *rows, uint64_t *next);
+int flr_tshard_import(struct flr_tshard *t, const void *keys, uint32_t n, const void *rows);
+
 /* The deterministic initial value of a row: fills dim floats. */
 void flr_table_init_row(const struct flr_table_spec *t, uint64_t row, float *out);
 

@@ -117,24 +117,31 @@ expect 404 "unknown command 'reboot'" -X POST -H "Authorization: Bearer $TOKEN" 
 head -c 10000 /dev/zero | tr '\0' x >"$T/big"
 expect 413 'larger than the 4096 accepted' -X POST -H "Authorization: Bearer $TOKEN" \
     --data-binary @"$T/big" "$URL/api/servers/2/drain"
-# The standby holds no shards: draining it is the mildest command there is.
-got=$(code -X POST -H "Authorization: Bearer $TOKEN" "$URL/api/servers/2/drain")
+# A second standby, server 3, holds no shards: draining it just stops it.
+cluster_spawn s3 "$B/flr-server" --zk "$ZK" --job $job --id 3 --session-timeout 2000
+wait_for 20 grep -q 'srv.start' "$T/s3.log" || fail "server 3 did not register"
+got=$(code -X POST -H "Authorization: Bearer $TOKEN" "$URL/api/servers/3/drain")
 [ "$got" = 202 ] || fail "POST with the token answered $got: $(cat "$T/body")"
 q=$(jq -r .request "$T/body")
 [[ "$q" == q_* ]] || fail "the 202 answer names no request node: $(cat "$T/body")"
-jq -e '.action == "drain" and .server == 2' "$T/body" >/dev/null || fail "202 body: $(cat "$T/body")"
+jq -e '.action == "drain" and .server == 3' "$T/body" >/dev/null || fail "202 body: $(cat "$T/body")"
 # The node is in ZooKeeper: pending in the document, or already taken by the leader, which
 # then records an event about it.
 request_seen() {
     curl -sf "$URL/status" >"$T/st2.json" &&
         jq -e --arg q "$q" '([.requests[]? | select(.id == $q and .action == "drain" and
-                                                   .server == 2 and .from == "http")] | length) > 0
+                                                   .server == 3 and .from == "http")] | length) > 0
                             or ([.events[]? | select(.request == $q or
                                  ((.message // "") | contains($q)))] | length) > 0' \
             "$T/st2.json" >/dev/null
 }
 wait_for 10 request_seen || fail "request $q is neither pending nor recorded: $(jq -c '{requests, events}' "$T/st2.json")"
 echo "ok: 202 queued $q and the node is in ZooKeeper"
+cluster_wait s3 20 || fail "the drained standby did not stop"
+[ "$CLUSTER_RC" -eq 0 ] || fail "the drained standby exited with $CLUSTER_RC"
+gone3() { curl -sf "$URL/status" | jq -e '[.servers[].id] == [0, 1, 2]' >/dev/null; }
+wait_for 10 gone3 || fail "the endpoint still lists the drained standby"
+echo "ok: the drained standby stopped"
 
 # --- the follower ---------------------------------------------------------------------------
 expect 403 'Authorization: Bearer' "$URL2/status"

@@ -236,6 +236,7 @@ static void test_shard_rec_round_trip(void **state)
         {.owner = 0, .epoch = 0, .state = FLR_SHARD_UNASSIGNED},
         {.owner = FLR_NO_OWNER, .epoch = 17, .state = FLR_SHARD_LOST},
         {.owner = FLR_NO_OWNER - 1, .epoch = INT64_MAX, .state = FLR_SHARD_RECOVERING},
+        {.owner = 2, .epoch = 9, .state = FLR_SHARD_ACTIVE, .from1 = 1}, /* a drain from 0 */
     };
     for (size_t i = 0; i < sizeof(recs) / sizeof(recs[0]); i++) {
         struct flr_shard_rec back;
@@ -248,6 +249,7 @@ static void test_shard_rec_round_trip(void **state)
         assert_int_equal(back.owner, recs[i].owner);
         assert_true(back.epoch == recs[i].epoch);
         assert_int_equal(back.state, recs[i].state);
+        assert_int_equal(back.from1, recs[i].from1);
         if (recs[i].owner == FLR_NO_OWNER)
             assert_non_null(strstr(text, "\"owner\":null"));
         free(text);
@@ -295,6 +297,8 @@ static void test_shard_rec_malformed(void **state)
         "{\"owner\":1,\"epoch\":3,\"state\":\"active\"}",
         "{\"owner\":1,\"epoch\":3,\"state\":1}",
         "{\"owner\":1,\"epoch\":3,\"state\":\"ACTIVE\",\"state\":\"LOST\"}",
+        "{\"owner\":1,\"epoch\":3,\"state\":\"ACTIVE\",\"from\":-1}",
+        "{\"owner\":1,\"epoch\":3,\"state\":\"ACTIVE\",\"from\":\"0\"}",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct flr_shard_rec r = {.owner = 77, .epoch = 88, .state = FLR_SHARD_RECOVERING};

@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/spec.h"
 #include "common/util.h"
+#include "common/shardmap.h"
 #include "server/optim.h"
 #include "server/store.h"
 
@@ -882,6 +883,77 @@ static void adam_rows_count_their_own_steps(void **state)
     flr_store_free(s);
 }
 
+/* ---- moving a shard ------------------------------------------------------------------------ */
+
+/* Exports every row of a table a few rows at a time and imports them into a fresh store;
+ * both must then hold the same values, slots, stamps and step counts. */
+static void move_table(struct flr_tshard *from, struct flr_tshard *to, uint32_t per_call)
+{
+    size_t rb = flr_tshard_row_bytes(from);
+    uint64_t *keys = malloc(per_call * 8), cursor = 0, next;
+    unsigned char *rows = malloc(per_call * rb);
+
+    assert_non_null(keys);
+    assert_non_null(rows);
+    while (cursor != UINT64_MAX) {
+        uint32_t n = flr_tshard_export(from, cursor, per_call, keys, rows, &next);
+        assert_true(n <= per_call);
+        assert_int_equal(flr_tshard_import(to, keys, n, rows), 0);
+        cursor = next;
+    }
+    free(keys);
+    free(rows);
+}
+
+static void export_import_moves_rows_slots_and_stamps(void **state)
+{
+    struct flr_job_spec spec;
+    uint64_t next = 0, keys[40], stamp1, stamp2;
+    uint32_t steps1, steps2, n = 0;
+    float g[40 * 4];
+
+    (void)state;
+    for (int kind = 0; kind < 2; kind++) {
+        enum flr_table_kind k = kind ? FLR_TABLE_SPARSE : FLR_TABLE_DENSE;
+        job_one(&spec, 2, k, 50, 4, FLR_OPT_ADAM);
+        struct flr_store *a = store_new(&spec, 1), *b = store_new(&spec, 1);
+        struct flr_tshard *ta = flr_store_table(a, 1), *tb = flr_store_table(b, 1);
+        uint64_t lo, hi;
+        flr_shard_dense_range(&spec, &spec.tables[0], 1, &lo, &hi);
+        n = 0;
+        for (uint32_t i = 0; i < 40; i++) {
+            if (k == FLR_TABLE_SPARSE)
+                keys[n++] = sparse_key_in(1, 2, 1, &next);
+            else if (lo + i < hi)
+                keys[n++] = flr_key(1, lo + i);
+        }
+        for (uint32_t i = 0; i < n * 4; i++)
+            g[i] = (float)(i % 7) - 3.0f;
+        assert_int_equal(flr_tshard_apply(ta, keys, n, g, 5), 0);
+        assert_int_equal(flr_tshard_apply(ta, keys, n / 2, g, 6), 0);
+        move_table(ta, tb, 3);
+        assert_int_equal(flr_store_rows(b), flr_store_rows(a));
+        for (uint32_t i = 0; i < n; i++) {
+            uint64_t row = flr_key_row(keys[i]);
+            const float *ra = flr_tshard_peek(ta, row, &stamp1, &steps1);
+            const float *rbp = flr_tshard_peek(tb, row, &stamp2, &steps2);
+            assert_non_null(ra);
+            assert_non_null(rbp);
+            assert_memory_equal(ra, rbp, 3 * 4 * sizeof(float)); /* value, m, v */
+            assert_int_equal(stamp1, stamp2);
+            assert_int_equal(steps1, steps2);
+        }
+        /* A key of another table is refused. */
+        {
+            uint64_t bad = flr_key(2, flr_key_row(keys[0]));
+            unsigned char row[256] = {0};
+            assert_int_equal(flr_tshard_import(tb, &bad, 1, row), FLR_EKEY_RANGE);
+        }
+        flr_store_free(a);
+        flr_store_free(b);
+    }
+}
+
 /* ---- BSP accumulation -------------------------------------------------------------------- */
 
 /* Three workers push overlapping rows; worker 0 pushes the highest row first so that the
@@ -1121,6 +1193,7 @@ int main(void)
         cmocka_unit_test(sparse_growth_keeps_every_row),
         cmocka_unit_test(bytes_and_rows_follow_the_slices),
         cmocka_unit_test(alloc_rejects_bad_arguments),
+        cmocka_unit_test(export_import_moves_rows_slots_and_stamps),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
