@@ -538,7 +538,7 @@ static int ctl_cmd_shards(struct ctl *c)
 static int ctl_cmd_events(struct ctl *c)
 {
     json_t *doc, *e, *shards;
-    char a[64], b[64], d[64], f[64], g[64], h[64], k[64], l[64], m[64], sh[256];
+    char a[64], b[64], d[64], f[64], g[64], h[64], k[64], l[64], m[64], i2[64], sh[256];
     struct ctl_table t = {.ncols = 3};
     size_t i;
 
@@ -554,9 +554,9 @@ static int ctl_cmd_events(struct ctl *c)
 
     if (json_array_size(json_object_get(doc, "recoveries"))) {
         putchar('\n');
-        t.ncols = 10;
-        ctl_row(&t, "RECOVERY", "SERVER", "SHARDS", "MODE", "PHASE", "KILLED (UTC)", "DETECT",
-                "RECOVER", "ROWS_REBUILT", "ROWS_LOST");
+        t.ncols = 11;
+        ctl_row(&t, "RECOVERY", "SERVER", "SHARDS", "KIND", "MODE", "PHASE", "KILLED (UTC)",
+                "DETECT", "RECOVER", "ROWS_REBUILT", "ROWS_LOST");
         for (i = 0; (e = ctl_at(doc, "recoveries", i)) != NULL; i++) {
             size_t j, n = 0;
             json_t *x;
@@ -566,8 +566,10 @@ static int ctl_cmd_events(struct ctl *c)
                 if (n + 12 < sizeof(sh))
                     n += (size_t)snprintf(sh + n, sizeof(sh) - n, "%s%lld", j ? "," : "",
                                           (long long)json_integer_value(x));
-            ctl_row(&t, V(e, "id", a), V(e, "server", b), sh[0] ? sh : "-", V(e, "mode", d),
-                    V(e, "phase", f), ctl_time(json_object_get(e, "killed_at_ms"), g, sizeof(g)),
+            ctl_row(&t, V(e, "id", a), V(e, "server", b), sh[0] ? sh : "-",
+                    json_is_string(json_object_get(e, "kind")) ? V(e, "kind", i2) : "loss",
+                    V(e, "mode", d), V(e, "phase", f),
+                    ctl_time(json_object_get(e, "killed_at_ms"), g, sizeof(g)),
                     ctl_secs(json_object_get(e, "detect_ms"), h, sizeof(h)),
                     ctl_secs(json_object_get(e, "recover_ms"), k, sizeof(k)),
                     V(e, "rows_rebuilt", l), V(e, "rows_lost", m));
