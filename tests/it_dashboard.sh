@@ -101,7 +101,8 @@ rec=$(jq -r '[.recoveries[] | select(.server == 1)][0].id' "$T/st.json")
 echo "ok: $(jq -c "[.recoveries[] | select(.id == \"$rec\")][0] | {id, server, phase, target, detect_ms, recover_ms, rows_lost}" "$T/st.json")"
 
 render "$T/dom2.html" "$png"
-dom_has "$T/dom2.html" "<tr class=\"recovery\" data-recovery=\"$rec\" data-phase=\"done\">" "recovery $rec done"
+dom_has "$T/dom2.html" "<tr class=\"recovery\" data-recovery=\"$rec\" data-phase=\"done\" data-kind=\"loss\">" \
+    "recovery $rec done"
 dom_has "$T/dom2.html" '<tr class="event" data-kind="server_killed">' "the kill among the events"
 dom_has "$T/dom2.html" '<tr class="event" data-kind="server_lost">' "the loss among the events"
 dom_has "$T/dom2.html" '<div data-total="recoveries"><b>1</b>' "one recovery in the totals"
