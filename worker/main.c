@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/log.h"
@@ -73,6 +74,17 @@ static const struct flr_opt wrk_opts[] = {
     FLR_OPT_LOG_LEVEL(struct wrk_cfg, "info"),
     {0},
 };
+
+static void wrk_on_alarm(int sig)
+{
+    static const char msg[] = "flr-worker: closing its connections took over 20 s; exiting "
+                              "(the result is published)\n";
+    (void)sig;
+    if (write(2, msg, sizeof(msg) - 1) < 0) {
+        /* nothing more to do */
+    }
+    _exit(0);
+}
 
 int main(int argc, char **argv)
 {
@@ -144,6 +156,10 @@ int main(int argc, char **argv)
     }
     flr_notice("wrk.done", "worker %lld finished", cfg.id);
     free(result);
+    /* The work is done and published.  Closing nng sockets can hang in rare cases with
+     * nng 1.5 (a known nng_close deadlock); do not let that keep a finished worker alive. */
+    signal(SIGALRM, wrk_on_alarm);
+    alarm(20);
     flr_client_close(c);
     return 0;
 }
