@@ -194,7 +194,10 @@ int coord_wait_servers(struct coord *c, char *why, size_t whylen)
             return FLR_EZK_EXPIRED;
         }
         n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
-        if (n >= (int)c->spec.num_servers)
+        /* With the local launcher every server is ours: wait for the standbys too, so
+         * that the shards go to ids 0..servers-1 and the standbys are the ids above. */
+        if (n >= (int)c->spec.num_servers +
+                     (c->launcher == &coord_launcher_local ? (int)c->cfg.standby : 0))
             break;
         if (flr_now_ms() > deadline) {
             snprintf(why, whylen, "only %d of %u servers registered within %lld ms", n,

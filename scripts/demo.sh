@@ -125,9 +125,15 @@ echo "demo: training $model ($consistency) on $servers servers x $workers worker
     "$kills server kill(s)" >&2
 
 # Show worker 0's per-epoch lines and the coordinator's failure events while the job runs.
-shown=0 shownf=0
+shown=0 shownf=0 shownu=0
 show_epochs() {
     local n
+    if [ "$shownu" = 0 ] && [ -f "$work/coordinator.log" ] &&
+        grep -q 'coord.http' "$work/coordinator.log"; then
+        echo "demo: dashboard and status at $(grep -o 'http://[0-9.:]*' "$work/coordinator.log" | head -n 1)" \
+            "(while the job runs)" >&2
+        shownu=1
+    fi
     if [ -f "$work/worker0.log" ]; then
         n=$(grep -c 'wrk.epoch' "$work/worker0.log" || true)
         if [ "$n" -gt "$shown" ]; then

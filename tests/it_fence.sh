@@ -10,7 +10,7 @@ need_fashion_mnist
 job=fence
 cluster_spawn coord "$B/flr-coordinator" --zk "$ZK" --job $job --servers 2 --workers 2 \
     --model softmax --report "$T/$job.json" --session-timeout 2000
-for i in 0 1 2; do
+for i in 0 1; do
     cluster_spawn "s$i" "$B/flr-server" --zk "$ZK" --job $job --id $i --session-timeout 2000
 done
 for i in 0 1; do
@@ -18,7 +18,10 @@ for i in 0 1; do
         --session-timeout 2000
 done
 wait_for 60 grep -q 'coord.job_running' "$T/coord.log" || fail "job did not start"
-grep -q 'srv.load' "$T/s2.log" && fail "the standby was given shards at the start"
+# The standby registers once the job runs, well before the failure.
+cluster_spawn s2 "$B/flr-server" --zk "$ZK" --job $job --id 2 --session-timeout 2000
+wait_for 20 grep -q 'srv.start' "$T/s2.log" || fail "the standby did not register"
+grep -q 'srv.load' "$T/s2.log" && fail "the standby was given shards before any failure"
 url=$(grep -o 'listening on tcp://[0-9.:]*' "$T/s1.log" | sed 's/listening on //')
 shard=$(grep -o 'shard [0-9]*: serving at epoch 1' "$T/s1.log" | head -n 1 | awk '{print $2}' | tr -d :)
 [ -n "$url" ] && [ -n "$shard" ] || fail "cannot find server 1's endpoint and shard"

@@ -43,7 +43,7 @@ URL=$(endpoint_of coord)
 cluster_spawn coord2 "$B/flr-coordinator" "${cargs[@]}" --http-auth-reads
 wait_for 20 grep -q 'coord.follower' "$T/coord2.log" || fail "the second coordinator did not follow"
 URL2=$(endpoint_of coord2)
-for i in 0 1 2; do
+for i in 0 1; do
     cluster_spawn "s$i" "$B/flr-server" --zk "$ZK" --job $job --id $i --session-timeout 2000
 done
 for i in 0 1; do
@@ -51,6 +51,9 @@ for i in 0 1; do
         --session-timeout 2000
 done
 wait_for 60 grep -qE 'coord\.(job_)?running' "$T/coord.log" || fail "job did not start"
+# Server 2 registers once the shards are assigned: a standby (had it come first, the
+# coordinator could have chosen it over server 1).
+cluster_spawn s2 "$B/flr-server" --zk "$ZK" --job $job --id 2 --session-timeout 2000
 echo "leader at $URL, follower at $URL2"
 
 # --- GET /status --------------------------------------------------------------------------
