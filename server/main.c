@@ -243,19 +243,16 @@ static void srv_keep_lease(struct srv *s);
 /* Rows per DUMP reply: about 16 MiB of them. */
 #define SRV_DUMP_BYTES ((size_t)16 << 20)
 
-/* Answers a DUMP: the next rows of a table of a shard that is frozen for a move. */
+/* Answers a DUMP: the next rows of a table of a shard that is frozen for a move, or the
+ * next push it holds for an open BSP clock. */
 static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
                            const struct flr_msg *m)
 {
     struct flr_shard *sh = m->shard < s->spec.num_shards ? s->shards[m->shard] : NULL;
-    struct flr_tshard *t = sh ? flr_store_table(flr_shard_store(sh), m->table) : NULL;
     struct flr_msg r = {0};
-    char why[FLR_REASON_MAX];
+    char why[FLR_REASON_MAX], meta[96];
     void *keys = NULL, *rows = NULL;
     nng_msg *out;
-    uint32_t max, n;
-    uint64_t next;
-    size_t rb;
     int rv;
 
     if (!sh || !s->frozen[m->shard]) {
@@ -264,52 +261,6 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
                  sh ? "serving here, not frozen for a move" : "not held by this server");
         goto reject;
     }
-    if (m->table == SRV_DUMP_HELD) {
-        /* The i-th push held for an open BSP clock, as it arrived. */
-        const struct flr_msg *h = flr_shard_held_push(sh, m->aux);
-        char meta[96];
-        snprintf(meta, sizeof(meta), "{\"worker\":%u,\"request_id\":%llu}", h ? h->sender : 0,
-                 h ? (unsigned long long)h->request_id : 0ULL);
-        r.type = FLR_MSG_DUMP_REPLY;
-        r.job = s->cfg.job;
-        r.job_len = (uint32_t)strlen(s->cfg.job);
-        r.sender = (uint32_t)s->cfg.id;
-        r.shard = m->shard;
-        r.shard_epoch = flr_shard_epoch(sh);
-        r.request_id = m->request_id;
-        r.reason = "";
-        r.stamp = flr_shard_stamp(sh);
-        r.aux = flr_shard_held_push(sh, m->aux + 1) ? m->aux + 1 : UINT64_MAX;
-        r.table = h ? h->table : 0;
-        r.clock = h ? h->clock : -1;
-        r.keys = h ? h->keys : NULL;
-        r.nkeys = h ? h->nkeys : 0;
-        r.vals = h ? h->vals : NULL;
-        r.vals_len = h ? h->vals_len : 0;
-        r.text = meta;
-        r.text_len = (uint32_t)strlen(meta);
-        if (flr_msg_to_nng(&out, &r, NULL) == 0)
-            flr_rep_reply(req, out);
-        else
-            flr_rep_reply(req, NULL);
-        nng_msg_free(msg);
-        return;
-    }
-    if (!t) {
-        rv = FLR_EUNKNOWN_TABLE;
-        snprintf(why, sizeof(why), "unknown table %u", m->table);
-        goto reject;
-    }
-    rb = flr_tshard_row_bytes(t);
-    max = (uint32_t)(SRV_DUMP_BYTES / (rb + 8));
-    if (max > s->lim.max_keys)
-        max = s->lim.max_keys;
-    if (!(keys = malloc((size_t)max * 8)) || !(rows = malloc((size_t)max * rb))) {
-        rv = FLR_ENOMEM;
-        snprintf(why, sizeof(why), "out of memory dumping shard %u", m->shard);
-        goto reject;
-    }
-    n = flr_tshard_export(t, m->aux, max, keys, rows, &next);
     r.type = FLR_MSG_DUMP_REPLY;
     r.job = s->cfg.job;
     r.job_len = (uint32_t)strlen(s->cfg.job);
@@ -319,15 +270,47 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
     r.request_id = m->request_id;
     r.reason = "";
     r.stamp = flr_shard_stamp(sh);
-    r.aux = next;
-    r.keys = keys;
-    r.nkeys = n;
-    r.vals = rows;
-    r.vals_len = (uint64_t)n * rb;
-    if (flr_msg_to_nng(&out, &r, NULL) == 0)
-        flr_rep_reply(req, out);
-    else
-        flr_rep_reply(req, NULL);
+    r.clock = -1;
+    if (m->table == SRV_DUMP_HELD) {
+        /* The aux-th held push, as it arrived, with its sender and request id. */
+        const struct flr_msg *h = flr_shard_held_push(sh, m->aux);
+        snprintf(meta, sizeof(meta), "{\"worker\":%u,\"request_id\":%llu}", h ? h->sender : 0,
+                 h ? (unsigned long long)h->request_id : 0ULL);
+        r.aux = flr_shard_held_push(sh, m->aux + 1) ? m->aux + 1 : UINT64_MAX;
+        if (h) {
+            r.table = h->table;
+            r.clock = h->clock;
+            r.keys = h->keys;
+            r.nkeys = h->nkeys;
+            r.vals = h->vals;
+            r.vals_len = h->vals_len;
+        }
+        r.text = meta;
+        r.text_len = (uint32_t)strlen(meta);
+    } else {
+        struct flr_tshard *t = flr_store_table(flr_shard_store(sh), m->table);
+        size_t rb;
+        uint32_t max;
+        if (!t) {
+            rv = FLR_EUNKNOWN_TABLE;
+            snprintf(why, sizeof(why), "unknown table %u", m->table);
+            goto reject;
+        }
+        rb = flr_tshard_row_bytes(t);
+        max = (uint32_t)(SRV_DUMP_BYTES / (rb + 8));
+        if (max > s->lim.max_keys)
+            max = s->lim.max_keys;
+        if (!(keys = malloc((size_t)max * 8)) || !(rows = malloc((size_t)max * rb))) {
+            rv = FLR_ENOMEM;
+            snprintf(why, sizeof(why), "out of memory dumping shard %u", m->shard);
+            goto reject;
+        }
+        r.nkeys = flr_tshard_export(t, m->aux, max, keys, rows, &r.aux);
+        r.keys = keys;
+        r.vals = rows;
+        r.vals_len = (uint64_t)r.nkeys * rb;
+    }
+    flr_rep_reply(req, flr_msg_to_nng(&out, &r, NULL) == 0 ? out : NULL);
     free(keys);
     free(rows);
     nng_msg_free(msg);
@@ -339,9 +322,44 @@ reject:
     nng_msg_free(msg);
 }
 
+/* One DUMP exchange with the source of a move.  On success *r is the decoded reply, which
+ * points into *rep: the caller frees *rep, or keeps it as long as it uses *r. */
+static int srv_dump_call(struct srv *s, struct flr_conn *conn, uint32_t shard, uint32_t table,
+                         uint64_t cursor, nng_msg **rep, struct flr_msg *r)
+{
+    struct flr_msg m = {0};
+    char why[FLR_REASON_MAX];
+    nng_msg *req;
+    int rv;
+
+    m.type = FLR_MSG_DUMP;
+    m.job = s->cfg.job;
+    m.job_len = (uint32_t)strlen(s->cfg.job);
+    m.sender = (uint32_t)s->cfg.id;
+    m.shard = shard;
+    m.request_id = cursor + 1;
+    m.table = table;
+    m.aux = cursor;
+    *rep = NULL;
+    srv_keep_lease(s); /* a long copy must not look like a lost session */
+    if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
+        (rv = flr_call_sync(conn, req, 30000, rep)) != 0)
+        return rv;
+    rv = flr_msg_decode(r, nng_msg_body(*rep), nng_msg_len(*rep), &s->lim, &s->zone, why,
+                        sizeof(why));
+    if (rv == 0 && (r->type != FLR_MSG_DUMP_REPLY || r->status != 0))
+        rv = r->status ? r->status : FLR_EBAD_REQUEST;
+    if (rv != 0) {
+        nng_msg_free(*rep);
+        *rep = NULL;
+    }
+    return rv;
+}
+
 /*
  * Copies shard `shard` from server `from` (a drain moves it here): every table, DUMP
- * after DUMP, into the freshly opened shard.  Runs on the owner thread; the shard is not
+ * after DUMP, into the freshly opened shard, then the pushes the source holds for an open
+ * BSP clock (acknowledged, so never re-sent).  Runs on the owner thread; the shard is not
  * served until it returns 0.
  */
 static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
@@ -350,7 +368,9 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
     char path[FLR_PATH_MAX], *data, why[256];
     struct flr_server_rec src;
     struct flr_conn *conn = NULL;
-    uint64_t rows = 0, pushes = 0;
+    uint64_t rows = 0, pushes = 0, cursor;
+    struct flr_msg r;
+    nng_msg *rep;
     int len, rv;
 
     flr_job_node(path, sizeof(path), s->cfg.job, "servers", from);
@@ -363,59 +383,23 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
         return rv ? rv : FLR_EFORMAT;
     for (uint32_t i = 0; i < s->spec.ntables && rv == 0; i++) {
         struct flr_tshard *t = flr_store_table(flr_shard_store(sh), s->spec.tables[i].id);
-        uint64_t cursor = 0;
-        while (rv == 0 && cursor != UINT64_MAX) {
-            struct flr_msg m = {0}, r;
-            nng_msg *req, *rep = NULL;
-            m.type = FLR_MSG_DUMP;
-            m.job = s->cfg.job;
-            m.job_len = (uint32_t)strlen(s->cfg.job);
-            m.sender = (uint32_t)s->cfg.id;
-            m.shard = shard;
-            m.request_id = ++s->requests;
-            m.table = s->spec.tables[i].id;
-            m.aux = cursor;
-            srv_keep_lease(s); /* a long copy must not look like a lost session */
-            if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
-                (rv = flr_call_sync(conn, req, 30000, &rep)) != 0)
+        for (cursor = 0; rv == 0 && cursor != UINT64_MAX; nng_msg_free(rep)) {
+            if ((rv = srv_dump_call(s, conn, shard, s->spec.tables[i].id, cursor, &rep, &r)) != 0)
                 break;
-            rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &s->lim, &s->zone, why,
-                                sizeof(why));
-            if (rv == 0 && (r.type != FLR_MSG_DUMP_REPLY || r.status != 0))
-                rv = r.status ? r.status : FLR_EBAD_REQUEST;
-            if (rv == 0 && r.vals_len != (uint64_t)r.nkeys * flr_tshard_row_bytes(t))
+            if (r.vals_len != (uint64_t)r.nkeys * flr_tshard_row_bytes(t))
                 rv = FLR_EVALUE_LEN;
-            if (rv == 0)
-                rv = flr_tshard_import(t, r.keys, r.nkeys, r.vals);
-            if (rv == 0) {
+            else if ((rv = flr_tshard_import(t, r.keys, r.nkeys, r.vals)) == 0) {
                 rows += r.nkeys;
                 cursor = r.aux;
                 flr_shard_set_stamp(sh, r.stamp);
             }
-            nng_msg_free(rep);
         }
     }
-    /* Then the pushes it holds for an open BSP clock: acknowledged, so never re-sent. */
-    for (uint64_t cursor = 0; rv == 0 && s->spec.consistency == FLR_BSP && cursor != UINT64_MAX;) {
-        struct flr_msg m = {0}, r;
-        nng_msg *req, *rep = NULL;
-        m.type = FLR_MSG_DUMP;
-        m.job = s->cfg.job;
-        m.job_len = (uint32_t)strlen(s->cfg.job);
-        m.sender = (uint32_t)s->cfg.id;
-        m.shard = shard;
-        m.request_id = ++s->requests;
-        m.table = SRV_DUMP_HELD;
-        m.aux = cursor;
-        if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
-            (rv = flr_call_sync(conn, req, 30000, &rep)) != 0)
+    for (cursor = 0; rv == 0 && s->spec.consistency == FLR_BSP && cursor != UINT64_MAX;) {
+        if ((rv = srv_dump_call(s, conn, shard, SRV_DUMP_HELD, cursor, &rep, &r)) != 0)
             break;
-        /* The decoded push points into rep, which the shard keeps with it. */
-        rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &s->lim, &s->zone, why,
-                            sizeof(why));
-        if (rv == 0 && (r.type != FLR_MSG_DUMP_REPLY || r.status != 0))
-            rv = r.status ? r.status : FLR_EBAD_REQUEST;
-        if (rv == 0 && r.nkeys > 0) {
+        cursor = r.aux;
+        if (r.nkeys > 0) {
             json_error_t jerr;
             json_t *meta = json_loadb(r.text, r.text_len, 0, &jerr);
             struct flr_msg p = r;
@@ -424,13 +408,11 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
             p.request_id = (uint64_t)json_integer_value(json_object_get(meta, "request_id"));
             p.shard_epoch = flr_shard_epoch(sh);
             json_decref(meta);
-            cursor = r.aux;
+            /* The push points into rep: on success the shard keeps both. */
             if ((rv = flr_shard_adopt_push(sh, rep, &p)) == 0) {
                 pushes++;
-                continue; /* the shard owns rep now */
+                continue;
             }
-        } else if (rv == 0) {
-            cursor = r.aux;
         }
         nng_msg_free(rep);
     }
