@@ -138,6 +138,26 @@ void flr_proto_limits_default(struct flr_proto_limits *lim)
     lim->max_keys = (uint32_t)16 << 20;
 }
 
+int flr_reply_type(int type)
+{
+    switch (type) {
+    case FLR_MSG_PULL:
+        return FLR_MSG_PULL_REPLY;
+    case FLR_MSG_PUSH:
+        return FLR_MSG_PUSH_REPLY;
+    case FLR_MSG_CLOCK:
+        return FLR_MSG_CLOCK_REPLY;
+    case FLR_MSG_STATUS:
+        return FLR_MSG_STATUS_REPLY;
+    case FLR_MSG_SHUTDOWN:
+        return FLR_MSG_SHUTDOWN_REPLY;
+    case FLR_MSG_DUMP:
+        return FLR_MSG_DUMP_REPLY;
+    default:
+        return FLR_MSG_ERROR_REPLY;
+    }
+}
+
 const char *flr_msg_type_name(int type)
 {
     const struct proto_type *t = proto_type_find(type);

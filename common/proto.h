@@ -106,6 +106,9 @@ void flr_proto_limits_default(struct flr_proto_limits *lim);
 /* Returns the type's name ("PULL"), or "UNKNOWN". */
 const char *flr_msg_type_name(int type);
 
+/* The reply type that answers a request type (ERROR_REPLY for anything else). */
+int flr_reply_type(int type);
+
 /* Returns the field-code string of a type, or NULL if the type is unknown. */
 const char *flr_msg_fields(int type);
 

@@ -449,8 +449,10 @@ int flr_call_sync(struct flr_conn *conn, nng_msg *req, int timeout_ms, nng_msg *
     return rv;
 }
 
-int flr_status_fetch(const char *url, const char *job, uint32_t sender, int timeout_ms, char **text,
-                     size_t *len)
+/* One control exchange (STATUS or SHUTDOWN) on a connection of its own; the reply's text,
+ * when text is not NULL, is returned malloc'd and NUL-terminated. */
+static int tr_control(const char *url, const char *job, int type, uint32_t sender, int timeout_ms,
+                      char **text, size_t *len)
 {
     struct flr_conn *conn = NULL;
     struct flr_proto_limits lim;
@@ -460,11 +462,13 @@ int flr_status_fetch(const char *url, const char *job, uint32_t sender, int time
     char why[128];
     int rv;
 
-    *text = NULL;
-    *len = 0;
+    if (text) {
+        *text = NULL;
+        *len = 0;
+    }
     if ((rv = flr_conn_open(&conn, url, (size_t)64 << 20, why, sizeof(why))) != 0)
         return rv;
-    m.type = FLR_MSG_STATUS;
+    m.type = type;
     m.job = job;
     m.job_len = (uint32_t)strlen(job);
     m.sender = sender;
@@ -479,9 +483,9 @@ int flr_status_fetch(const char *url, const char *job, uint32_t sender, int time
     lim.max_size = (size_t)64 << 20;
     msgpack_zone_init(&zone, 1024);
     rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &lim, &zone, why, sizeof(why));
-    if (rv == 0 && (r.type != FLR_MSG_STATUS_REPLY || r.status != 0))
+    if (rv == 0 && (r.type != flr_reply_type(type) || r.status != 0))
         rv = r.status ? r.status : FLR_EBAD_REQUEST;
-    if (rv == 0) {
+    if (rv == 0 && text) {
         if (!(*text = malloc((size_t)r.text_len + 1))) {
             rv = FLR_ENOMEM;
         } else {
@@ -494,4 +498,15 @@ int flr_status_fetch(const char *url, const char *job, uint32_t sender, int time
     nng_msg_free(rep);
     flr_conn_close(conn);
     return rv;
+}
+
+int flr_status_fetch(const char *url, const char *job, uint32_t sender, int timeout_ms, char **text,
+                     size_t *len)
+{
+    return tr_control(url, job, FLR_MSG_STATUS, sender, timeout_ms, text, len);
+}
+
+int flr_shutdown_send(const char *url, const char *job, uint32_t sender, int timeout_ms)
+{
+    return tr_control(url, job, FLR_MSG_SHUTDOWN, sender, timeout_ms, NULL, NULL);
 }

@@ -100,6 +100,9 @@ int flr_msg_to_nng(nng_msg **out, const struct flr_msg *m, void **vals_out);
 int flr_status_fetch(const char *url, const char *job, uint32_t sender, int timeout_ms, char **text,
                      size_t *len);
 
+/* Asks the flr-server at url to stop (SHUTDOWN); 0 once it acknowledged. */
+int flr_shutdown_send(const char *url, const char *job, uint32_t sender, int timeout_ms);
+
 /* Convenience: one synchronous exchange. */
 int flr_call_sync(struct flr_conn *conn, nng_msg *req, int timeout_ms, nng_msg **reply);
 

@@ -72,33 +72,13 @@ static void held_drop_all(struct held_list *l)
     memset(l, 0, sizeof(*l));
 }
 
-static int reply_type_of(int type)
-{
-    switch (type) {
-    case FLR_MSG_PULL:
-        return FLR_MSG_PULL_REPLY;
-    case FLR_MSG_PUSH:
-        return FLR_MSG_PUSH_REPLY;
-    case FLR_MSG_CLOCK:
-        return FLR_MSG_CLOCK_REPLY;
-    case FLR_MSG_STATUS:
-        return FLR_MSG_STATUS_REPLY;
-    case FLR_MSG_SHUTDOWN:
-        return FLR_MSG_SHUTDOWN_REPLY;
-    case FLR_MSG_DUMP:
-        return FLR_MSG_DUMP_REPLY;
-    default:
-        return FLR_MSG_ERROR_REPLY;
-    }
-}
-
 void flr_reply_error(struct flr_req *req, const struct flr_msg *in, const char *job, uint32_t self,
                      int status, const char *reason)
 {
     struct flr_msg r = {0};
     nng_msg *out;
 
-    r.type = reply_type_of(in ? in->type : 0);
+    r.type = flr_reply_type(in ? in->type : 0);
     r.job = job;
     r.job_len = (uint32_t)strlen(job);
     r.sender = self;
