@@ -151,63 +151,100 @@ zk_fail:
     return rv;
 }
 
-/* Lists registered servers into recs (sorted by id); returns how many. */
-static int coord_list_servers(struct coord *c, struct flr_server_rec *recs, int max)
+int coord_read_servers(struct coord *c, int watch, struct flr_server_rec **out, int *nout)
 {
     char path[FLR_PATH_MAX], p2[2 * FLR_PATH_MAX], **names = NULL, *data;
-    int n = 0, len, got = 0;
+    struct flr_server_rec *recs;
+    int n = 0, len, got = 0, rv;
 
+    *out = NULL;
+    *nout = 0;
     flr_job_path(path, sizeof(path), c->cfg.job, "/servers");
-    if (flr_zk_children(c->zk, path, 0, &names, &n) != 0)
-        return 0;
-    for (int i = 0; i < n && got < max; i++) {
+    if ((rv = flr_zk_children(c->zk, path, watch, &names, &n)) != 0)
+        return rv;
+    if (!(recs = calloc((size_t)n + 1, sizeof(*recs)))) {
+        flr_zk_free_names(names, n);
+        return FLR_ENOMEM;
+    }
+    for (int i = 0; i < n; i++) {
         snprintf(p2, sizeof(p2), "%s/%s", path, names[i]);
         if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0)
-            continue;
+            continue; /* gone since the listing */
         if (flr_server_rec_from_json(&recs[got], data, (size_t)len) == 0)
             got++;
         free(data);
     }
     flr_zk_free_names(names, n);
-    /* Sort by id so that assignment is deterministic. */
+    /* Sorted by id, so that assignment is deterministic. */
     for (int i = 1; i < got; i++)
-        for (int j = i; j > 0 && recs[j - 1].id > recs[j].id; j--) {
-            struct flr_server_rec t = recs[j];
-            recs[j] = recs[j - 1];
-            recs[j - 1] = t;
+        for (int k = i; k > 0 && recs[k - 1].id > recs[k].id; k--) {
+            struct flr_server_rec t = recs[k];
+            recs[k] = recs[k - 1];
+            recs[k - 1] = t;
         }
-    return got;
+    *out = recs;
+    *nout = got;
+    return 0;
+}
+
+int coord_bump_epoch(struct coord *c, uint64_t *out)
+{
+    char path[FLR_PATH_MAX], *data, buf[32];
+    int32_t version;
+    int rv, len;
+
+    flr_job_path(path, sizeof(path), c->cfg.job, "/epoch");
+    for (int tries = 0; tries < 10; tries++) {
+        if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, &version, NULL)) != 0)
+            return rv;
+        *out = strtoull(data, NULL, 10) + 1;
+        free(data);
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)*out);
+        rv = flr_zk_set(c->zk, path, buf, (int)strlen(buf), version);
+        if (rv != FLR_EZK_BADVERSION)
+            return rv;
+    }
+    return FLR_EZK_BADVERSION;
+}
+
+/* How many registered servers, and how many of them SERVING; -1 on a ZooKeeper error. */
+static int coord_count_servers(struct coord *c, int *serving)
+{
+    struct flr_server_rec *recs;
+    int n;
+
+    if (coord_read_servers(c, 0, &recs, &n) != 0)
+        return -1;
+    *serving = 0;
+    for (int i = 0; i < n; i++)
+        *serving += recs[i].state == FLR_SERVER_SERVING;
+    free(recs);
+    return n;
 }
 
 int coord_wait_servers(struct coord *c, char *why, size_t whylen)
 {
-    struct flr_server_rec *recs = calloc(c->spec.num_servers + 64, sizeof(*recs));
     int64_t deadline = flr_now_ms() + c->cfg.server_timeout_ms;
-    int n = 0;
+    int n = 0, serving;
+    /* With the local launcher every server is ours: wait for the standbys too, so that
+     * the shards go to ids 0..servers-1 and the standbys are the ids above. */
+    int want =
+        (int)c->spec.num_servers + (c->launcher == &coord_launcher_local ? (int)c->cfg.standby : 0);
 
-    if (!recs)
-        return FLR_ENOMEM;
     while (!coord_stop) {
         if (flr_zk_expired(c->zk)) {
             snprintf(why, whylen, "ZooKeeper session expired: another coordinator may lead");
-            free(recs);
             return FLR_EZK_EXPIRED;
         }
-        n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
-        /* With the local launcher every server is ours: wait for the standbys too, so
-         * that the shards go to ids 0..servers-1 and the standbys are the ids above. */
-        if (n >= (int)c->spec.num_servers +
-                     (c->launcher == &coord_launcher_local ? (int)c->cfg.standby : 0))
+        if ((n = coord_count_servers(c, &serving)) >= want)
             break;
         if (flr_now_ms() > deadline) {
-            snprintf(why, whylen, "only %d of %u servers registered within %lld ms", n,
+            snprintf(why, whylen, "only %d of %u servers registered within %lld ms", n < 0 ? 0 : n,
                      c->spec.num_servers, c->cfg.server_timeout_ms);
-            free(recs);
             return FLR_ETIMEOUT;
         }
         usleep(50 * 1000);
     }
-    free(recs);
     if (coord_stop) {
         snprintf(why, whylen, "interrupted");
         return FLR_ECLOSED;
@@ -218,16 +255,17 @@ int coord_wait_servers(struct coord *c, char *why, size_t whylen)
 
 int coord_assign(struct coord *c, char *why, size_t whylen)
 {
-    struct flr_server_rec *recs = calloc(c->spec.num_servers + 64, sizeof(*recs));
+    struct flr_server_rec *recs = NULL;
     char path[FLR_PATH_MAX], *json, *data, buf[32];
     int64_t deadline = flr_now_ms() + c->cfg.server_timeout_ms;
-    int n, rv = 0, len;
+    int n, rv = 0, len, serving = 0;
     int32_t version;
     uint64_t epoch;
 
-    if (!recs)
-        return FLR_ENOMEM;
-    n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
+    if ((rv = coord_read_servers(c, 0, &recs, &n)) != 0) {
+        flr_job_path(path, sizeof(path), c->cfg.job, "/servers");
+        goto zk_fail;
+    }
     if (n < (int)c->spec.num_servers) {
         snprintf(why, whylen, "servers left before the shards were assigned");
         free(recs);
@@ -235,12 +273,7 @@ int coord_assign(struct coord *c, char *why, size_t whylen)
     }
     /* Bump the cluster epoch: ownership changes. */
     flr_job_path(path, sizeof(path), c->cfg.job, "/epoch");
-    if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, &version, NULL)) != 0)
-        goto zk_fail;
-    epoch = strtoull(data, NULL, 10) + 1;
-    free(data);
-    snprintf(buf, sizeof(buf), "%llu", (unsigned long long)epoch);
-    if ((rv = flr_zk_set(c->zk, path, buf, (int)strlen(buf), version)) != 0)
+    if ((rv = coord_bump_epoch(c, &epoch)) != 0)
         goto zk_fail;
     /* Round-robin over the first num_servers servers by id. Each record is written only if
      * it is unchanged since we read it. */
@@ -263,23 +296,19 @@ int coord_assign(struct coord *c, char *why, size_t whylen)
         if (rv != 0)
             goto zk_fail;
     }
+    free(recs);
+    recs = NULL;
     /* Wait until every assigned server says SERVING. */
     while (!coord_stop) {
-        int serving = 0;
-        n = coord_list_servers(c, recs, (int)c->spec.num_servers + 64);
-        for (int i = 0; i < n; i++)
-            serving += recs[i].state == FLR_SERVER_SERVING;
-        if (serving >= (int)c->spec.num_servers)
+        if (coord_count_servers(c, &serving) >= 0 && serving >= (int)c->spec.num_servers)
             break;
         if (flr_now_ms() > deadline) {
             snprintf(why, whylen, "only %d of %u servers loaded their shards within %lld ms",
                      serving, c->spec.num_servers, c->cfg.server_timeout_ms);
-            free(recs);
             return FLR_ETIMEOUT;
         }
         usleep(20 * 1000);
     }
-    free(recs);
     if (coord_stop) {
         snprintf(why, whylen, "interrupted");
         return FLR_ECLOSED;
@@ -440,21 +469,17 @@ static json_t *coord_failures(const struct coord *c)
 
     for (size_t i = 0; i < c->nrecs; i++) {
         const struct coord_recovery *r = &c->recs[i];
-        json_t *shards, *e;
+        long long detect = coord_recovery_detect_ms(r), recover = coord_recovery_recover_ms(r);
+        json_t *e;
         if (r->drain)
             continue; /* an operator's move, not a failure */
-        shards = json_array();
-        long long from = r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms;
-        for (uint32_t k = 0; k < r->nshards; k++)
-            json_array_append_new(shards, json_integer(r->shards[k]));
-        e = json_pack(
-            "{sI so so so sI sI ss ss sI}", "server", (json_int_t)r->server, "shards", shards,
-            "detect_ms",
-            r->killed_at_ms ? json_integer(r->detected_at_ms - r->killed_at_ms) : json_null(),
-            "recover_ms", r->serving_at_ms ? json_integer(r->serving_at_ms - from) : json_null(),
-            "rows_rebuilt", (json_int_t)r->rows_rebuilt, "rows_lost", (json_int_t)r->rows_lost,
-            "recovery", c->spec.recovery, "id", r->id, "replacement",
-            (json_int_t)(r->target == FLR_NO_OWNER ? -1 : (int64_t)r->target));
+        e = json_pack("{sI so so so sI sI ss ss sI}", "server", (json_int_t)r->server, "shards",
+                      coord_shards_json(r->shards, r->nshards), "detect_ms",
+                      detect >= 0 ? json_integer(detect) : json_null(), "recover_ms",
+                      recover >= 0 ? json_integer(recover) : json_null(), "rows_rebuilt",
+                      (json_int_t)r->rows_rebuilt, "rows_lost", (json_int_t)r->rows_lost,
+                      "recovery", c->spec.recovery, "id", r->id, "replacement",
+                      (json_int_t)(r->target == FLR_NO_OWNER ? -1 : (int64_t)r->target));
         if (r->phase != RPH_DONE || r->outcome[0])
             json_object_set_new(e, "outcome",
                                 json_string(r->outcome[0] ? r->outcome : "unfinished"));

@@ -84,6 +84,19 @@ struct coord_recovery {
     char request[32];   /* the operator command that started it (a drain), or "" */
 };
 
+/* A recovery's figures: kill -> detected, and kill (or detection, when the kill time is
+ * unknown) -> serving again; -1 when not known (yet). */
+static inline long long coord_recovery_detect_ms(const struct coord_recovery *r)
+{
+    return r->killed_at_ms ? (long long)(r->detected_at_ms - r->killed_at_ms) : -1;
+}
+
+static inline long long coord_recovery_recover_ms(const struct coord_recovery *r)
+{
+    int64_t from = r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms;
+    return r->serving_at_ms ? (long long)(r->serving_at_ms - from) : -1;
+}
+
 struct coord {
     struct coord_cfg cfg;
     struct flr_zk *zk;
@@ -142,6 +155,14 @@ int coord_assign(struct coord *c, char *why, size_t whylen);
 int coord_wait_results(struct coord *c, char *why, size_t whylen);
 int coord_finish(struct coord *c, int ok, char *why, size_t whylen);
 
+/* Reads the registered servers (leaving a child watch on /servers when watch is set),
+ * sorted by id; *out is malloc'd.  Returns 0 or the ZooKeeper error. */
+int coord_read_servers(struct coord *c, int watch, struct flr_server_rec **out, int *nout);
+
+/* Draws a new epoch: increments /flr/<job>/epoch conditionally, retrying when another
+ * write raced ours. */
+int coord_bump_epoch(struct coord *c, uint64_t *out);
+
 /* Sets /flr/<job>/state. */
 int coord_set_state(struct coord *c, const char *state);
 
@@ -157,6 +178,9 @@ void coord_event(struct coord *c, const char *kind, void *extra, const char *fmt
 int coord_ops_begin(struct coord *c, char *why, size_t whylen);
 int coord_ops_step(struct coord *c, char *why, size_t whylen);
 void coord_ops_end(struct coord *c);
+
+/* A JSON array of shard numbers (a jansson json_t *). */
+void *coord_shards_json(const uint32_t *v, uint32_t n);
 
 /* Starts the job's servers (local launcher) after coord_create(). */
 int coord_launch_servers(struct coord *c, char *why, size_t whylen);

@@ -85,14 +85,9 @@ static json_t *jint_or_null(long long v)
 
 static json_t *rec_json(const struct coord *c, const struct coord_recovery *r)
 {
-    json_t *shards = json_array();
-    json_t *j;
-    long long detect = r->killed_at_ms ? r->detected_at_ms - r->killed_at_ms : 0;
-    long long from = r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms;
-    long long recover = r->serving_at_ms ? r->serving_at_ms - from : 0;
+    long long detect = coord_recovery_detect_ms(r), recover = coord_recovery_recover_ms(r);
+    json_t *shards = coord_shards_json(r->shards, r->nshards), *j;
 
-    for (uint32_t i = 0; i < r->nshards; i++)
-        json_array_append_new(shards, json_integer(r->shards[i]));
     j = json_pack("{ss sI sI so ss ss so sI so so sI so so so so sI sI ss}", "id", r->id, "server",
                   (json_int_t)r->server, "incarnation", (json_int_t)r->incarnation, "shards",
                   shards, "mode", c->spec.recovery, "phase", rphase_names[r->phase], "killed_at_ms",
@@ -101,8 +96,8 @@ static json_t *rec_json(const struct coord *c, const struct coord_recovery *r)
                   jint_or_null(r->serving_at_ms), "fenced_epoch", (json_int_t)r->fenced_epoch,
                   "target", r->target == FLR_NO_OWNER ? json_null() : json_integer(r->target),
                   "assigned_epoch", jint_or_null((long long)r->assigned_epoch), "detect_ms",
-                  r->killed_at_ms ? json_integer(detect) : json_null(), "recover_ms",
-                  r->serving_at_ms ? json_integer(recover) : json_null(), "rows_rebuilt",
+                  detect >= 0 ? json_integer(detect) : json_null(), "recover_ms",
+                  recover >= 0 ? json_integer(recover) : json_null(), "rows_rebuilt",
                   (json_int_t)r->rows_rebuilt, "rows_lost", (json_int_t)r->rows_lost, "outcome",
                   r->outcome);
     if (j) {
@@ -212,27 +207,6 @@ static int rec_create(struct coord *c, struct coord_recovery *r)
 
 /* ---- epochs and shard records --------------------------------------------------------------- */
 
-/* Increments /flr/<job>/epoch (conditionally, retrying if another write raced us). */
-static int bump_epoch(struct coord *c, uint64_t *out)
-{
-    char path[FLR_PATH_MAX], *data, buf[32];
-    int32_t version;
-    int rv, len;
-
-    flr_job_path(path, sizeof(path), c->cfg.job, "/epoch");
-    for (int tries = 0; tries < 10; tries++) {
-        if ((rv = flr_zk_get(c->zk, path, 0, &data, &len, &version, NULL)) != 0)
-            return rv;
-        *out = strtoull(data, NULL, 10) + 1;
-        free(data);
-        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)*out);
-        rv = flr_zk_set(c->zk, path, buf, (int)strlen(buf), version);
-        if (rv != FLR_EZK_BADVERSION)
-            return rv;
-    }
-    return FLR_EZK_BADVERSION;
-}
-
 static int shard_load(struct coord *c, uint32_t s)
 {
     char path[FLR_PATH_MAX], *data;
@@ -306,26 +280,11 @@ static void known_put(struct coord *c, const struct flr_server_rec *r)
  * that left and servers that came. */
 static int servers_refresh(struct coord *c)
 {
-    char path[FLR_PATH_MAX], p2[2 * FLR_PATH_MAX], **names = NULL, *data;
     struct flr_server_rec *recs;
-    int n = 0, got = 0, len, rv;
+    int got, rv;
 
-    flr_job_path(path, sizeof(path), c->cfg.job, "/servers");
-    if ((rv = flr_zk_children(c->zk, path, 1, &names, &n)) != 0)
+    if ((rv = coord_read_servers(c, 1, &recs, &got)) != 0)
         return rv;
-    if (!(recs = calloc((size_t)n + 1, sizeof(*recs)))) {
-        flr_zk_free_names(names, n);
-        return FLR_ENOMEM;
-    }
-    for (int i = 0; i < n; i++) {
-        snprintf(p2, sizeof(p2), "%s/%s", path, names[i]);
-        if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0)
-            continue;
-        if (flr_server_rec_from_json(&recs[got], data, (size_t)len) == 0)
-            got++;
-        free(data);
-    }
-    flr_zk_free_names(names, n);
     if (c->monitor_ready) {
         for (int i = 0; i < c->nservers; i++) {
             const struct flr_server_rec *old = &c->servers[i];
@@ -398,27 +357,6 @@ static uint32_t next_server_id(const struct coord *c)
     return n;
 }
 
-/* Asks a server to stop (a drained one). */
-static void server_shutdown(struct coord *c, const struct flr_server_rec *srv)
-{
-    struct flr_conn *conn = NULL;
-    struct flr_msg m = {0};
-    nng_msg *req, *rep = NULL;
-    char why[128];
-
-    if (flr_conn_open(&conn, srv->endpoint, 1u << 20, why, sizeof(why)) != 0)
-        return;
-    m.type = FLR_MSG_SHUTDOWN;
-    m.job = c->cfg.job;
-    m.job_len = (uint32_t)strlen(c->cfg.job);
-    m.request_id = 1;
-    m.reason = "";
-    if (flr_msg_to_nng(&req, &m, NULL) == 0 &&
-        flr_call_sync(conn, req, OPS_STATUS_TIMEOUT_MS * 3, &rep) == 0)
-        nng_msg_free(rep);
-    flr_conn_close(conn);
-}
-
 /* ---- recoveries ----------------------------------------------------------------------------- */
 
 static struct coord_recovery *rec_active_for(struct coord *c, uint32_t server)
@@ -483,7 +421,7 @@ static void shards_list(char *buf, size_t len, const uint32_t *v, uint32_t n)
         k += (size_t)snprintf(buf + k, len - k, "%s%u", i ? "," : "", v[i]);
 }
 
-static json_t *shards_json(const uint32_t *v, uint32_t n)
+void *coord_shards_json(const uint32_t *v, uint32_t n)
 {
     json_t *a = json_array();
     for (uint32_t i = 0; i < n; i++)
@@ -522,7 +460,7 @@ static int rec_start(struct coord *c, uint32_t server, int drain)
         r.rows_lost += rows > dense ? rows : dense;
     }
     r.killed_at_ms = drain ? 0 : killed_at(c, server, r.incarnation);
-    if ((rv = bump_epoch(c, &r.fenced_epoch)) != 0 || (rv = rec_create(c, &r)) != 0) {
+    if ((rv = coord_bump_epoch(c, &r.fenced_epoch)) != 0 || (rv = rec_create(c, &r)) != 0) {
         free(r.shards);
         return rv;
     }
@@ -556,7 +494,7 @@ static int rec_fence(struct coord *c, struct coord_recovery *r)
         return rv;
     shards_list(list, sizeof(list), r->shards, r->nshards);
     ex = json_pack("{sI so ss sI}", "server", (json_int_t)r->server, "shards",
-                   shards_json(r->shards, r->nshards), "recovery", r->id, "epoch",
+                   coord_shards_json(r->shards, r->nshards), "recovery", r->id, "epoch",
                    (json_int_t)r->fenced_epoch);
     if (r->drain) {
         if (r->request[0])
@@ -637,7 +575,7 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
     if (!r->assigned_epoch) {
         r->target = t->id;
         r->target_incarnation = t->incarnation;
-        if ((rv = bump_epoch(c, &r->assigned_epoch)) != 0 || (rv = rec_save(c, r)) != 0)
+        if ((rv = coord_bump_epoch(c, &r->assigned_epoch)) != 0 || (rv = rec_save(c, r)) != 0)
             return rv;
     }
     for (uint32_t i = 0; i < r->nshards; i++) {
@@ -658,7 +596,7 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
     shards_list(list, sizeof(list), r->shards, r->nshards);
     coord_event(c, "shards_assigned",
                 json_pack("{sI sI so ss sI}", "server", (json_int_t)r->server, "target",
-                          (json_int_t)r->target, "shards", shards_json(r->shards, r->nshards),
+                          (json_int_t)r->target, "shards", coord_shards_json(r->shards, r->nshards),
                           "recovery", r->id, "epoch", (json_int_t)r->assigned_epoch),
                 "shards %s of server %u assigned to server %u at epoch %llu", list, r->server,
                 r->target, (unsigned long long)r->assigned_epoch);
@@ -726,7 +664,7 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
         if ((rv = rec_save(c, r)) != 0)
             return rv;
         if (d)
-            server_shutdown(c, d);
+            (void)flr_shutdown_send(d->endpoint, c->cfg.job, 0, OPS_STATUS_TIMEOUT_MS * 3);
         coord_event(c, "server_drained",
                     json_pack("{sI sI ss sI}", "server", (json_int_t)r->server, "target",
                               (json_int_t)r->target, "recovery", r->id, "rows",
@@ -744,14 +682,11 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
         json_t *ex = rec_json(c, r);
         json_object_set_new(ex, "recovery", json_string(r->id));
         json_object_del(ex, "id");
-        coord_event(
-            c, "server_recovered", ex,
-            "server %u recovered on server %u: detect %lld ms, recover %lld ms, "
-            "%lld rows rebuilt, %lld rows lost (recovery %s)",
-            r->server, r->target,
-            r->killed_at_ms ? (long long)(r->detected_at_ms - r->killed_at_ms) : -1LL,
-            (long long)(r->serving_at_ms - (r->killed_at_ms ? r->killed_at_ms : r->detected_at_ms)),
-            r->rows_rebuilt, r->rows_lost, c->spec.recovery);
+        coord_event(c, "server_recovered", ex,
+                    "server %u recovered on server %u: detect %lld ms, recover %lld ms, "
+                    "%lld rows rebuilt, %lld rows lost (recovery %s)",
+                    r->server, r->target, coord_recovery_detect_ms(r), coord_recovery_recover_ms(r),
+                    r->rows_rebuilt, r->rows_lost, c->spec.recovery);
     }
     return 0;
 }
@@ -819,7 +754,8 @@ static int ops_drain(struct coord *c, uint32_t id, char *why, size_t whylen)
         owns |= c->shardrec[s].owner == id && c->shardrec[s].state == FLR_SHARD_ACTIVE;
     if (!owns) {
         /* Nothing to move: a standby just stops. */
-        server_shutdown(c, server_rec(c, id));
+        (void)flr_shutdown_send(server_rec(c, id)->endpoint, c->cfg.job, 0,
+                                OPS_STATUS_TIMEOUT_MS * 3);
         coord_event(c, "server_drained", json_pack("{sI}", "server", (json_int_t)id),
                     "server %u owned no shards; it was asked to stop", id);
         return 0;
