@@ -29,10 +29,7 @@ run() { # JOB [drain]
     fi
     cluster_wait "$job" 300 || fail "$job did not finish"
     [ "$CLUSTER_RC" -eq 0 ] || fail "$job: coordinator exited with $CLUSTER_RC"
-    for i in 0 1; do
-        cluster_wait "$job-w$i" 30 || fail "$job: worker $i did not exit"
-        [ "$CLUSTER_RC" -eq 0 ] || fail "$job: worker $i exited with $CLUSTER_RC"
-    done
+    exits_ok 30 "$job-w0" "$job-w1"
 }
 run plain
 run moved drain

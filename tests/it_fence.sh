@@ -41,8 +41,5 @@ cluster_wait s1 20 || fail "the paused server did not stop after SIGCONT"
 grep -q 'srv.lease\|srv.expired' "$T/s1.log" || fail "server 1 did not say why it stopped"
 cluster_wait coord 300 || fail "training did not finish on the standby"
 [ "$CLUSTER_RC" -eq 0 ] || fail "coordinator exited with $CLUSTER_RC"
-for n in w0 w1 s0 s2; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 s0 s2
 echo "PASS"

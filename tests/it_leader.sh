@@ -28,10 +28,7 @@ wait_for 10 grep -q 'continuing the running job' "$T/coordB.log" || fail "the ne
 
 cluster_wait coordB 300 || fail "the new leader did not finish the job"
 [ "$CLUSTER_RC" -eq 0 ] || fail "the new leader exited with $CLUSTER_RC"
-for n in w0 w1 s0 s1; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 s0 s1
 acc=$(json_num "$T/$job.json" test_accuracy)
 echo "job finished under the new leader: test accuracy $acc"
 ge "$acc" 0.78 || fail "accuracy $acc below 0.78"

@@ -32,9 +32,6 @@ cluster_spawn s0b "$B/flr-server" --zk "$ZK" --job $job --id 0 --session-timeout
 wait_for 20 grep -q 'coord.server_recovered' "$T/coordB.log" || fail "the follower did not finish the recovery"
 cluster_wait coordB 300 || fail "the new leader did not finish the job"
 [ "$CLUSTER_RC" -eq 0 ] || fail "the new leader exited with $CLUSTER_RC"
-for n in w0 w1 s1 s0b; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 s1 s0b
 tr -d ' \n' <"$T/$job.json" | grep -q '"failures":\[{' || fail "the report lacks the failure"
 echo "PASS"

@@ -20,10 +20,7 @@ wait_for 20 grep -q 'coord.server_lost' "$T/coord.log" || fail "the lost server 
 wait_for 20 grep -q 'coord.server_recovered' "$T/coord.log" || fail "the shards did not come back"
 cluster_wait coord 300 || fail "training did not finish after the server was lost"
 [ "$CLUSTER_RC" -eq 0 ] || fail "coordinator exited with $CLUSTER_RC"
-for n in w0 w1 w2; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 w2
 python3 - "$T/$job.json" <<'PY' || fail "report's failures entry is wrong"
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -22,10 +22,7 @@ wait_for 20 grep -q 'coord.worker_lost' "$T/coord.log" || fail "the coordinator 
 wait_for 10 grep -q 'srv.worker_removed' "$T/s0.log" || fail "server 0 did not stop counting the lost worker"
 cluster_wait coord 300 || fail "training stalled after the worker was lost"
 [ "$CLUSTER_RC" -eq 0 ] || fail "coordinator exited with $CLUSTER_RC"
-for n in w0 w1 s0 s1; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 s0 s1
 grep -q '"workers_lost": \[' "$T/$job.json" || fail "report lacks workers_lost"
 tr -d ' \n' <"$T/$job.json" | grep -q '"workers_lost":\[2\]' || fail "report does not name worker 2 as lost"
 acc=$(json_num "$T/$job.json" test_accuracy)

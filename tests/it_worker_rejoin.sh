@@ -22,10 +22,7 @@ wait_for 20 grep -q 'coord.worker_rejoined' "$T/coord.log" || fail "the restarte
 wait_for 20 grep -q 'rejoins job' "$T/w2b.log" || fail "the restarted worker did not rejoin at the job's clock"
 cluster_wait coord 300 || fail "training did not finish"
 [ "$CLUSTER_RC" -eq 0 ] || fail "coordinator exited with $CLUSTER_RC"
-for n in w0 w1 w2b; do
-    cluster_wait "$n" 30 || fail "$n did not exit after the job"
-    [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
-done
+exits_ok 30 w0 w1 w2b
 tr -d ' \n' <"$T/$job.json" | grep -q '"workers_lost":\[\]' || fail "the rejoined worker is still reported lost"
 tr -d ' \n' <"$T/$job.json" | grep -q '"rejoined_at_clock":[1-9]' || fail "no worker result says where it rejoined"
 echo "rejoined: $(grep -o 'rejoins job.*' "$T/w2b.log")"

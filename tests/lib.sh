@@ -43,6 +43,17 @@ fail() {
     exit 1
 }
 
+# exits_ok SECS NAME...: waits up to SECS for each named process to exit, and fails the
+# test unless each exited with status 0.
+exits_ok() {
+    local secs=$1 n
+    shift
+    for n in "$@"; do
+        cluster_wait "$n" "$secs" || fail "$n did not exit in time"
+        [ "$CLUSTER_RC" -eq 0 ] || fail "$n exited with $CLUSTER_RC"
+    done
+}
+
 # json_num FILE KEY: the first numeric value of "KEY" in a JSON file.
 json_num() {
     grep -o "\"$2\": *-\?[0-9][0-9.eE+-]*" "$1" | head -n 1 | sed 's/.*: *//'
