@@ -255,19 +255,33 @@ static int cl_wait_running(struct flr_client *c, char *why, size_t whylen)
     }
 }
 
-/* Asks server srv for its STATUS; returns the parsed document or NULL. */
-static json_t *cl_server_status(struct flr_client *c, const struct flr_server_rec *srv)
+/*
+ * Reads the clock the shards of the server at endpoint hold for us into *start (the
+ * largest).  Returns 0, or 1 while the server cannot say or still counts us removed.
+ */
+static int cl_clock_at(struct flr_client *c, const char *endpoint, int64_t *start)
 {
     json_error_t err;
-    json_t *doc;
-    size_t len;
+    json_t *doc, *sh;
+    size_t len, i;
     char *text;
+    int pending = 0;
 
-    if (flr_status_fetch(srv->endpoint, c->job, c->o.worker_id, 2000, &text, &len) != 0)
-        return NULL;
+    if (flr_status_fetch(endpoint, c->job, c->o.worker_id, 2000, &text, &len) != 0)
+        return 1;
     doc = json_loadb(text, len, 0, &err);
     free(text);
-    return doc;
+    if (!doc)
+        return 1;
+    json_array_foreach(json_object_get(doc, "shards"), i, sh)
+    {
+        int64_t wc = json_integer_value(json_object_get(sh, "sender_clock"));
+        pending |= json_is_true(json_object_get(sh, "sender_removed"));
+        if (wc > *start)
+            *start = wc;
+    }
+    json_decref(doc);
+    return pending;
 }
 
 /*
@@ -293,40 +307,15 @@ static int cl_rejoin(struct flr_client *c, char *why, size_t whylen)
         }
         if (!exists) {
             /* Ask every server that owns shards for our clock there. */
-            for (uint32_t s = 0; s < c->spec.num_shards && !pending; s++) {
-                const struct flr_shard_rec *r = &c->shards[s];
-                char p2[FLR_PATH_MAX], *data;
-                struct flr_server_rec srv;
-                json_t *doc, *sh;
-                size_t i;
-                int len, seen_before = 0;
-                if (r->owner == FLR_NO_OWNER || r->state != FLR_SHARD_ACTIVE)
-                    continue;
-                for (uint32_t k = 0; k < s; k++)
-                    seen_before |=
-                        c->shards[k].owner == r->owner && c->shards[k].state == FLR_SHARD_ACTIVE;
-                if (seen_before)
-                    continue;
-                flr_job_node(p2, sizeof(p2), c->job, "servers", r->owner);
-                if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0) {
-                    pending = 1;
-                    break;
-                }
-                rv = flr_server_rec_from_json(&srv, data, (size_t)len);
-                free(data);
-                if (rv != 0 || !(doc = cl_server_status(c, &srv))) {
-                    pending = 1;
-                    break;
-                }
-                json_array_foreach(json_object_get(doc, "shards"), i, sh)
-                {
-                    int64_t wc = json_integer_value(json_object_get(sh, "sender_clock"));
-                    if (json_is_true(json_object_get(sh, "sender_removed")))
-                        pending = 1;
-                    if (wc > start)
-                        start = wc;
-                }
-                json_decref(doc);
+            for (uint32_t s = 0; s < c->spec.num_shards; s++)
+                pending |= c->shards[s].state == FLR_SHARD_ACTIVE && !cl_shard_conn(c, s);
+            for (size_t k = 0; k < c->nconns && !pending; k++) {
+                int owns = 0;
+                for (uint32_t s = 0; s < c->spec.num_shards; s++)
+                    owns |= c->shards[s].owner == c->conns[k].server &&
+                            c->shards[s].state == FLR_SHARD_ACTIVE;
+                if (owns)
+                    pending = cl_clock_at(c, c->conns[k].endpoint, &start);
             }
             if (!pending) {
                 c->clock = c->start_clock = start;
