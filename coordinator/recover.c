@@ -367,11 +367,20 @@ static struct coord_recovery *rec_active_for(struct coord *c, uint32_t server)
     return NULL;
 }
 
-static int server_owns_shards(const struct coord *c, uint32_t id)
+/* Whether server id serves shards now. */
+static int serves_shards(const struct coord *c, uint32_t id)
 {
     for (uint32_t s = 0; s < c->spec.num_shards; s++)
         if (c->shardrec[s].owner == id && c->shardrec[s].state == FLR_SHARD_ACTIVE)
             return 1;
+    return 0;
+}
+
+/* ... or is about to: the target of a recovery under way. */
+static int server_owns_shards(const struct coord *c, uint32_t id)
+{
+    if (serves_shards(c, id))
+        return 1;
     for (size_t i = 0; i < c->nrecs; i++)
         if (c->recs[i].phase != RPH_DONE && c->recs[i].target == id)
             return 1;
@@ -505,9 +514,9 @@ static int rec_fence(struct coord *c, struct coord_recovery *r)
                     r->server, list, (unsigned long long)r->fenced_epoch);
         return 0;
     }
-    coord_event(c, "server_lost", ex, "server %u lost (%s); shards %s RECOVERING at epoch %llu%s",
+    coord_event(c, "server_lost", ex, "server %u lost (%s); shards %s RECOVERING at epoch %llu",
                 r->server, r->killed_at_ms ? "killed" : "session gone", list,
-                (unsigned long long)r->fenced_epoch, r->killed_at_ms ? "" : "");
+                (unsigned long long)r->fenced_epoch);
     return 0;
 }
 
@@ -740,7 +749,7 @@ static int ops_kill(struct coord *c, uint32_t id, const char *by, char *why, siz
 /* Moves every shard of a live server to another one, copying their state, then stops it. */
 static int ops_drain(struct coord *c, uint32_t id, char *why, size_t whylen)
 {
-    int owns = 0, rv;
+    int rv;
 
     if (!server_rec(c, id)) {
         flr_why(why, whylen, "server %u is not registered in job %s", id, c->cfg.job);
@@ -750,9 +759,7 @@ static int ops_drain(struct coord *c, uint32_t id, char *why, size_t whylen)
         flr_why(why, whylen, "server %u is already being recovered or drained", id);
         return FLR_EINVAL;
     }
-    for (uint32_t s = 0; s < c->spec.num_shards; s++)
-        owns |= c->shardrec[s].owner == id && c->shardrec[s].state == FLR_SHARD_ACTIVE;
-    if (!owns) {
+    if (!serves_shards(c, id)) {
         /* Nothing to move: a standby just stops. */
         (void)flr_shutdown_send(server_rec(c, id)->endpoint, c->cfg.job, 0,
                                 OPS_STATUS_TIMEOUT_MS * 3);
@@ -857,12 +864,8 @@ static void ops_drill(struct coord *c)
     if ((p = ops_progress(c)) < 0 || p < (double)(c->kills_done + 1) / (double)(c->cfg.kills + 1))
         return;
     for (int i = 0; i < c->nservers && nown < 64; i++)
-        for (uint32_t s = 0; s < c->spec.num_shards; s++)
-            if (c->shardrec[s].owner == c->servers[i].id &&
-                c->shardrec[s].state == FLR_SHARD_ACTIVE) {
-                owners[nown++] = c->servers[i].id;
-                break;
-            }
+        if (serves_shards(c, c->servers[i].id))
+            owners[nown++] = c->servers[i].id;
     if (!nown)
         return;
     {
