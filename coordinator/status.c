@@ -54,6 +54,19 @@ static void st_append(struct st_ctx *x, json_t *arr, json_t *val)
 }
 
 /* Copies src[skey] to dst[dkey], or null when src lacks it. */
+/* Gives obj every member named in the NULL-terminated list, null where it has none: a
+ * record copied as it is keeps a fixed shape in the document. */
+static void st_require(struct st_ctx *x, json_t *obj, const char *const *names)
+{
+    for (; *names; names++)
+        if (!json_object_get(obj, *names))
+            st_set(x, obj, *names, json_null());
+}
+
+static const char *const server_fields[] = {"endpoint", "state", "incarnation",
+                                            "pid",      "host",  NULL};
+static const char *const shard_fields[] = {"owner", "epoch", NULL};
+
 static void st_copy(struct st_ctx *x, json_t *dst, const char *dkey, const json_t *src,
                     const char *skey)
 {
@@ -479,11 +492,7 @@ static int st_servers(struct st_ctx *x, json_t *doc)
             break;
         }
         st_set(x, e, "id", json_integer((json_int_t)ids[i]));
-        st_copy(x, e, "endpoint", rec, "endpoint");
-        st_copy(x, e, "state", rec, "state");
-        st_copy(x, e, "incarnation", rec, "incarnation");
-        st_copy(x, e, "pid", rec, "pid");
-        st_copy(x, e, "host", rec, "host");
+        st_require(x, e, server_fields);
         st_set(x, e, "reachable", json_false());
         st_set(x, e, "requests", json_null());
         st_set(x, e, "shards", json_array());
@@ -548,8 +557,7 @@ static int st_shards(struct st_ctx *x, json_t *doc, const json_t *spec)
             break;
         }
         st_set(x, e, "shard", json_integer((json_int_t)ids[i]));
-        st_copy(x, e, "owner", rec, "owner");
-        st_copy(x, e, "epoch", rec, "epoch");
+        st_require(x, e, shard_fields);
         if (json_is_string(json_object_get(rec, "state")))
             st_copy(x, e, "state", rec, "state");
         else
