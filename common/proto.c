@@ -61,7 +61,8 @@ enum proto_kind {
     PROTO_I64,  /* int that fits in 64 bits; int64_t at off */
     PROTO_STR,  /* str; const char * at off, uint32_t length at len_off */
     PROTO_KEYS, /* bin of u64 keys; m->keys and m->nkeys */
-    PROTO_VALS  /* bin of float32 values; m->vals and m->vals_len */
+    PROTO_VALS, /* bin of float32 values; m->vals and m->vals_len */
+    PROTO_EXTRA /* bin of u64s; m->extra and m->extra_len */
 };
 
 struct proto_field {
@@ -102,6 +103,8 @@ static const struct proto_field proto_body[] = {
     {.code = 'k', .name = "keys", .kind = PROTO_KEYS},
     {.code = 'v', .name = "values", .kind = PROTO_VALS},
     PROTO_STRING('j', "text", 0, text),
+    PROTO_INT('i', "seq", PROTO_U64, seq),
+    {.code = 'x', .name = "extra", .kind = PROTO_EXTRA},
 };
 
 #undef PROTO_INT
@@ -153,6 +156,12 @@ int flr_reply_type(int type)
         return FLR_MSG_SHUTDOWN_REPLY;
     case FLR_MSG_DUMP:
         return FLR_MSG_DUMP_REPLY;
+    case FLR_MSG_REPLICATE:
+        return FLR_MSG_REPLICATE_ACK;
+    case FLR_MSG_MANIFEST_REQ:
+        return FLR_MSG_MANIFEST;
+    case FLR_MSG_REBUILD_REQ:
+        return FLR_MSG_REBUILD_STREAM;
     default:
         return FLR_MSG_ERROR_REPLY;
     }
@@ -234,6 +243,11 @@ static void proto_pack_field(msgpack_packer *pk, struct proto_out *out, const st
                 *vals_out = out->buf + out->off;
             out->off += (size_t)m->vals_len;
         }
+        break;
+    case PROTO_EXTRA:
+        assert(m->extra_len <= PROTO_BLOB_MAX);
+        assert(m->extra || m->extra_len == 0);
+        msgpack_pack_bin_with_body(pk, m->extra, (size_t)m->extra_len);
         break;
     }
 }
@@ -514,6 +528,16 @@ static int proto_get_field(struct flr_msg *m, const struct proto_field *f, unsig
                               idx, f->name, o->via.bin.size);
         m->vals = o->via.bin.ptr;
         m->vals_len = o->via.bin.size;
+        return 0;
+    case PROTO_EXTRA:
+        if (o->type != MSGPACK_OBJECT_BIN)
+            return proto_wrong_type(idx, f->name, "bin", o, why, whylen);
+        if (o->via.bin.size % sizeof(uint64_t) != 0)
+            return proto_fail(why, whylen, FLR_EBAD_REQUEST,
+                              "field %u (%s): %" PRIu32 " bytes is not a whole number of u64s", idx,
+                              f->name, o->via.bin.size);
+        m->extra = o->via.bin.ptr;
+        m->extra_len = o->via.bin.size;
         return 0;
     }
     return proto_fail(why, whylen, FLR_EINTERNAL, "field %u (%s): unknown field kind", idx,

@@ -18,6 +18,9 @@
  *     k  keys       bin      little-endian u64 keys, sorted and unique
  *     v  values     bin      little-endian float32, row-major, nkeys * width floats
  *     j  text       str      a JSON document (status replies, control messages)
+ *     i  seq        u64      a push's sequence number; in PULL and CLOCK the sender's
+ *                            incarnation base (see docs/recovery.md)
+ *     x  extra      bin      little-endian u64 array (frontiers, frontier records)
  *
  * Keys and values travel as msgpack bin blobs so that encoding is a memcpy.  Decoding is
  * zero-copy: blob and string pointers in a decoded struct flr_msg point into the buffer
@@ -44,19 +47,25 @@
 
 /* X(NAME, code, "fields") — codes are on the wire: never renumber, only append. */
 #define FLR_MSG_TYPES(X)                                                                           \
-    X(PULL, 1, "tck")                                                                              \
-    X(PULL_REPLY, 2, "srpv")                                                                       \
-    X(PUSH, 3, "tckv")                                                                             \
-    X(PUSH_REPLY, 4, "srp")                                                                        \
-    X(CLOCK, 5, "c")                                                                               \
-    X(CLOCK_REPLY, 6, "sr")                                                                        \
+    X(PULL, 1, "tcki")                                                                             \
+    X(PULL_REPLY, 2, "srpvcqx")                                                                    \
+    X(PUSH, 3, "tckvi")                                                                            \
+    X(PUSH_REPLY, 4, "srpq")                                                                       \
+    X(CLOCK, 5, "ci")                                                                              \
+    X(CLOCK_REPLY, 6, "srpq")                                                                      \
     X(STATUS, 7, "")                                                                               \
     X(STATUS_REPLY, 8, "srj")                                                                      \
     X(SHUTDOWN, 9, "")                                                                             \
     X(SHUTDOWN_REPLY, 10, "sr")                                                                    \
     X(ERROR_REPLY, 11, "sr")                                                                       \
     X(DUMP, 12, "tq")                                                                              \
-    X(DUMP_REPLY, 13, "srpqkvtcj")
+    X(DUMP_REPLY, 13, "srpqkvtcj")                                                                 \
+    X(REPLICATE, 14, "tpckvx")                                                                     \
+    X(REPLICATE_ACK, 15, "sr")                                                                     \
+    X(MANIFEST_REQ, 16, "")                                                                        \
+    X(MANIFEST, 17, "srjx")                                                                        \
+    X(REBUILD_REQ, 18, "tq")                                                                       \
+    X(REBUILD_STREAM, 19, "srtqkvcip")
 
 enum flr_msg_type {
     FLR_MSG_NONE = 0,
@@ -92,6 +101,9 @@ struct flr_msg {
     uint64_t vals_len;
     const char *text; /* not NUL-terminated on decode: use text_len */
     uint32_t text_len;
+    uint64_t seq;
+    const void *extra; /* extra_len bytes: little-endian u64s, unaligned */
+    uint64_t extra_len;
 };
 
 /* Limits the decoder enforces. */

@@ -136,7 +136,8 @@ int flr_shard_rec_to_json(const struct flr_shard_rec *r, char **out)
     if (sm_set(o, "owner", r->owner == FLR_NO_OWNER ? json_null() : json_integer(r->owner)) ||
         sm_set(o, "epoch", json_integer((json_int_t)r->epoch)) ||
         sm_set(o, "state", json_string(flr_shard_state_name(r->state))) ||
-        (r->from1 && sm_set(o, "from", json_integer(r->from1 - 1)))) {
+        (r->from1 && sm_set(o, "from", json_integer(r->from1 - 1))) ||
+        (r->rebuild && sm_set(o, "rebuild", json_true()))) {
         json_decref(o);
         return FLR_ENOMEM;
     }
@@ -218,6 +219,12 @@ int flr_shard_rec_from_json(struct flr_shard_rec *r, const char *json, size_t le
         if (sm_get_uint(o, "from", FLR_NO_OWNER - 2, &v) != 0)
             goto out;
         tmp.from1 = (uint32_t)v + 1;
+    }
+    tmp.rebuild = 0;
+    if (json_object_get(o, "rebuild")) {
+        if (!json_is_boolean(json_object_get(o, "rebuild")))
+            goto out;
+        tmp.rebuild = json_is_true(json_object_get(o, "rebuild"));
     }
     *r = tmp;
     rv = 0;

@@ -35,6 +35,9 @@ struct flr_shard_rec {
     /* A drain: 1 + the id of the server the new owner copies the shard from before it
      * serves; 0 = none (the owner opens the shard from its initialisers).  JSON "from". */
     uint32_t from1;
+    /* Recovery flr: the owner rebuilds the shard from the workers' copies and update logs
+     * before it serves (docs/recovery.md).  JSON "rebuild": true. */
+    int rebuild;
 };
 
 struct flr_server_rec {

@@ -33,7 +33,7 @@ static const int all_types[] = {
 };
 
 /* The body field codes proto.h documents. */
-static const char known_codes[] = "tcsrpqkvj";
+static const char known_codes[] = "tcsrpqkvjix";
 
 static int has(const char *fields, char code)
 {
@@ -191,6 +191,12 @@ static size_t msg_items(const struct flr_msg *m, struct item *it)
             break;
         case 'j':
             it[n++] = it_str(m->text, m->text_len);
+            break;
+        case 'i':
+            it[n++] = it_uint(m->seq);
+            break;
+        case 'x':
+            it[n++] = it_bin(m->extra, m->extra_len);
             break;
         default:
             fail_msg("unknown field code '%c'", *c);
@@ -494,7 +500,7 @@ static void test_type_names_and_fields_follow_the_table(void **state)
 {
     assert_string_equal(flr_msg_type_name(FLR_MSG_PULL), "PULL");
     assert_string_equal(flr_msg_type_name(FLR_MSG_ERROR_REPLY), "ERROR_REPLY");
-    assert_string_equal(flr_msg_fields(FLR_MSG_PUSH), "tckv");
+    assert_string_equal(flr_msg_fields(FLR_MSG_PUSH), "tckvi");
     assert_string_equal(flr_msg_fields(FLR_MSG_STATUS), "");
     for (size_t i = 0; i < FLR_ARRAY_LEN(all_types); i++) {
         assert_string_not_equal(flr_msg_type_name(all_types[i]), "UNKNOWN");
@@ -614,8 +620,9 @@ static void test_decoded_pointers_point_into_the_buffer(void **state)
 
     default_limits(&lim);
     assert_int_equal(flr_msg_decode(&out, buf, len, &lim, zone, NULL, 0), 0);
-    /* Zero-copy: the blobs are the encoded bytes themselves, at their place in order. */
-    assert_ptr_equal(out.vals, buf + len - sizeof(base_vals));
+    /* Zero-copy: the blobs are the encoded bytes themselves, at their place in order
+     * (the values, then the one-byte seq 0). */
+    assert_ptr_equal(out.vals, buf + len - 1 - sizeof(base_vals));
     /* Two keys, then the values' two-byte bin8 header. */
     assert_ptr_equal((const char *)out.keys + 2 * 8 + 2, out.vals);
     assert_within(out.job, out.job_len, buf, len);
@@ -628,8 +635,8 @@ static void test_encode_golden_bytes(void **state)
 {
     static const unsigned char status[] = {0x97, 0xa4, 'F',  'L',  'R',  '1', 0x07,
                                            0xa1, 'j',  0x01, 0x02, 0x03, 0x04};
-    static const unsigned char clock[] = {0x98, 0xa4, 'F',  'L',  'R',  '1',  0x05, 0xa0,
-                                          0xcc, 0x80, 0xcd, 0x01, 0x00, 0x00, 0x00, 0xff};
+    static const unsigned char clock[] = {0x99, 0xa4, 'F',  'L',  'R',  '1',  0x05, 0xa0, 0xcc,
+                                          0x80, 0xcd, 0x01, 0x00, 0x00, 0x00, 0xff, 0x00};
     struct flr_msg m = {0};
     unsigned char buf[64];
 
