@@ -21,6 +21,7 @@
 #define FLR_COORD_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "common/shardmap.h"
 #include "common/spec.h"
@@ -162,6 +163,12 @@ int coord_read_servers(struct coord *c, int watch, struct flr_server_rec **out, 
 /* Draws a new epoch: increments /flr/<job>/epoch conditionally, retrying when another
  * write raced ours. */
 int coord_bump_epoch(struct coord *c, uint64_t *out);
+
+/* Whether the job recovers lost shards by rebuilding them from the workers (flr). */
+static inline int coord_flr(const struct coord *c)
+{
+    return strcmp(c->spec.recovery, "flr") == 0;
+}
 
 /* Sets /flr/<job>/state. */
 int coord_set_state(struct coord *c, const char *state);

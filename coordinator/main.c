@@ -33,7 +33,8 @@ static const char *const optimizer_choices[] = {"default", "sgd",  "momentum",
 static const struct flr_opt coord_opts[] = {
     FLR_OPTS_CLUSTER(struct coord_cfg),
     FLR_OPT_S("model", struct coord_cfg, model, "softmax", "NAME",
-              "model the workers train: softmax, mlp or ctr"),
+              "model the workers train: softmax, mlp, ctr, or oracle (integer gradients, for "
+              "exactly-once checks)"),
     FLR_OPT_I("workers", struct coord_cfg, workers, "4", 1, 4096, "N", "number of workers"),
     FLR_OPT_I("servers", struct coord_cfg, servers, "2", 1, 1024, "N", "number of servers"),
     FLR_OPT_I("shards", struct coord_cfg, shards, "0", 0, 65536, "N",
@@ -48,9 +49,12 @@ static const struct flr_opt coord_opts[] = {
               "learning rate (0 = the model's default)"),
     FLR_OPT_I("hidden", struct coord_cfg, hidden, "128", 1, 65536, "N", "MLP hidden units"),
     FLR_OPT_I("seed", struct coord_cfg, seed, "1", 0, INT64_MAX, "N", "initialiser seed"),
-    FLR_OPT_S("recovery", struct coord_cfg, recovery, "none", "MODE",
-              "recovery mode (this release: none)"),
-    FLR_OPT_I("k", struct coord_cfg, k, "2", 1, 16, "K", "copies each row must have (flr mode)"),
+    FLR_OPT_S("recovery", struct coord_cfg, recovery, "flr", "MODE",
+              "recovery mode: flr (rebuild lost shards from the workers' copies and "
+              "update logs) or none (lost rows start again from their initialisers)"),
+    FLR_OPT_I("k", struct coord_cfg, k, "2", 1, 16, "K",
+              "flr: every row keeps K - 1 copies on workers besides its server, so K - 1 servers "
+              "may be lost at once without losing an update"),
     FLR_OPT_S("report", struct coord_cfg, report, "", "FILE", "write a JSON report to FILE"),
     FLR_OPT_I("server-timeout", struct coord_cfg, server_timeout_ms, "60000", 100, 86400000, "MS",
               "how long to wait for servers to register and load their shards"),
@@ -99,10 +103,10 @@ int main(int argc, char **argv)
 
     if ((rv = flr_prog_init(coord_opts, &c.cfg, &info, argc, argv, c.cfg.log_level)) >= 0)
         return rv;
-    if (strcmp(c.cfg.recovery, "none") != 0) {
+    if (strcmp(c.cfg.recovery, "none") != 0 && strcmp(c.cfg.recovery, "flr") != 0) {
         fprintf(stderr,
                 "flr-coordinator: --recovery: mode '%s' is not available in this release "
-                "(available: none)\n",
+                "(available: flr, none)\n",
                 c.cfg.recovery);
         return 2;
     }

@@ -463,8 +463,9 @@ static int rec_start(struct coord *c, uint32_t server, int drain)
     r.incarnation = last ? last->incarnation : 0;
     /* Recovery none: every row of the shards starts again from its initialiser.  The last
      * STATUS of the lost server says how many rows it held (sparse rows included);
-     * without one, the dense rows are certain. */
-    for (uint32_t i = 0; i < r.nshards && !drain; i++) {
+     * without one, the dense rows are certain.  Under flr the rebuild counts what it could
+     * not restore. */
+    for (uint32_t i = 0; i < r.nshards && !drain && !coord_flr(c); i++) {
         long long rows = c->shard_rows[r.shards[i]], dense = shard_dense_rows(c, r.shards[i]);
         r.rows_lost += rows > dense ? rows : dense;
     }
@@ -596,6 +597,7 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
         rec.epoch = r->assigned_epoch;
         rec.state = FLR_SHARD_ACTIVE;
         rec.from1 = r->drain ? r->server + 1 : 0;
+        rec.rebuild = !r->drain && coord_flr(c);
         if ((rv = shard_write(c, s, &rec)) != 0)
             return rv;
     }
@@ -633,26 +635,33 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
             struct flr_shard_rec rec = c->shardrec[r->shards[k]];
             long long rows = c->shard_rows[r->shards[k]];
             long long dense = shard_dense_rows(c, r->shards[k]);
-            r->rows_lost += rows > dense ? rows : dense;
+            if (!coord_flr(c))
+                r->rows_lost += rows > dense ? rows : dense;
             rec.from1 = 0;
+            rec.rebuild = coord_flr(c);
             if ((rv = shard_write(c, r->shards[k], &rec)) != 0)
                 return rv;
         }
         r->drain = 0;
         coord_event(c, "server_lost",
                     json_pack("{sI ss}", "server", (json_int_t)r->server, "recovery", r->id),
-                    "server %u died while being drained; its shards start again on server %u",
-                    r->server, r->target);
+                    "server %u died while being drained; its shards %s on server %u", r->server,
+                    coord_flr(c) ? "are rebuilt from the workers" : "start again", r->target);
         return rec_save(c, r);
     }
     if (server_status(c, t, &st) != 0)
         return 0; /* not answering yet */
+    long long rebuilt = 0, lost = 0;
     json_array_foreach(json_object_get(st, "shards"), i, sh)
     {
         for (uint32_t k = 0; k < r->nshards; k++)
             if (jint(sh, "shard") == (long long)r->shards[k] &&
-                (uint64_t)jint(sh, "epoch") == r->assigned_epoch)
+                (uint64_t)jint(sh, "epoch") == r->assigned_epoch) {
+                json_t *rb = json_object_get(sh, "rebuild");
                 ready++;
+                rebuilt += jint(rb, "rows_rebuilt") + jint(rb, "rows_from_log");
+                lost += jint(rb, "rows_lost");
+            }
     }
     server_note_rows(c, st);
     json_decref(st);
@@ -683,6 +692,17 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
                     r->server, r->target, r->rows_rebuilt,
                     (long long)(r->serving_at_ms - r->detected_at_ms));
         return 0;
+    }
+    if (coord_flr(c)) {
+        /* Rebuilt: the numbers are the new owner's; the flag has done its work. */
+        r->rows_rebuilt = rebuilt;
+        r->rows_lost = lost;
+        for (uint32_t k = 0; k < r->nshards; k++) {
+            struct flr_shard_rec rec = c->shardrec[r->shards[k]];
+            rec.rebuild = 0;
+            if ((rv = shard_write(c, r->shards[k], &rec)) != 0)
+                return rv;
+        }
     }
     r->phase = RPH_DONE;
     if ((rv = rec_save(c, r)) != 0)

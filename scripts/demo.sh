@@ -20,7 +20,12 @@
 #   --lr RATE             learning rate (default: the model's)
 #   --rows N              ctr: synthetic training rows to generate (default 1000000)
 #   --kills N             SIGKILL a server N times during training; the coordinator
-#                         detects each loss and relaunches the server (default 1)
+#                         detects each loss, relaunches the server and rebuilds its
+#                         shards (default 1)
+#   --recovery MODE       flr (default: lossless rebuild from the workers' copies) or none
+#   --k K                 flr: copies per row, K - 1 servers may be lost at once (default 2)
+#   --no-baseline         skip the failure-free run of the same job (--kills 0) that the
+#                         report compares with (run when --kills is above 0)
 #   --session-timeout MS  ZooKeeper session timeout: how soon a lost server is noticed
 #                         (default 2000)
 #   --zk HOST:PORT        use this ZooKeeper instead of starting one
@@ -35,9 +40,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 build="$root/build"
 model=softmax consistency=bsp staleness=2 servers=2 workers=4 shards=0
 epochs="" batch="" optimizer="" lr="" rows=1000000 zk="" job=demo report="" logs=""
-kills=1 session=2000
+kills=1 session=2000 recovery=flr k=2 baseline=1
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 need() { [ $# -ge 2 ] && [ -n "$2" ] || { echo "demo.sh: $1 needs a value" >&2; exit 2; }; }
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -53,6 +58,9 @@ while [ $# -gt 0 ]; do
     --lr) need "$@"; lr=$2; shift 2 ;;
     --rows) need "$@"; rows=$2; shift 2 ;;
     --kills) need "$@"; kills=$2; shift 2 ;;
+    --recovery) need "$@"; recovery=$2; shift 2 ;;
+    --k) need "$@"; k=$2; shift 2 ;;
+    --no-baseline) baseline=0; shift ;;
     --session-timeout) need "$@"; session=$2; shift 2 ;;
     --zk) need "$@"; zk=$2; shift 2 ;;
     --job) need "$@"; job=$2; shift 2 ;;
@@ -72,7 +80,10 @@ esac
 case "$consistency" in bsp | ssp | asp) ;; *)
     echo "demo.sh: --consistency must be bsp, ssp or asp (got '$consistency')" >&2; exit 2 ;;
 esac
-for v in servers workers epochs batch rows staleness shards kills session; do
+case "$recovery" in flr | none) ;; *)
+    echo "demo.sh: --recovery must be flr or none (got '$recovery')" >&2; exit 2 ;;
+esac
+for v in servers workers epochs batch rows staleness shards kills session k; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "demo.sh: --$v must be a whole number (got '${!v}')" >&2; exit 2; }
 done
 [ "$servers" -ge 1 ] && [ "$workers" -ge 1 ] || { echo "demo.sh: need at least one server and one worker" >&2; exit 2; }
@@ -107,12 +118,16 @@ fi
 
 # The coordinator starts the servers itself (local launcher) and starts a replacement
 # for each one it loses; --kills makes it kill one now and then, as a drill.
+# run_job JOB KILLS REPORT: one whole job; prints the coordinator's report.
+run_job() {
+local job=$1 kills=$2 report=$3 i name rc ms start
 cargs=(--zk "$ZK" --job "$job" --model "$model" --servers "$servers" --workers "$workers"
     --shards "$shards" --consistency "$consistency" --staleness "$staleness" --reset
-    --launcher local --server-logs "$work" --kills "$kills" --session-timeout "$session")
+    --launcher local --server-logs "$work" --kills "$kills" --session-timeout "$session"
+    --recovery "$recovery" --k "$k" --report "$report")
 [ -n "$optimizer" ] && cargs+=(--optimizer "$optimizer")
 [ -n "$lr" ] && cargs+=(--lr "$lr")
-[ -n "$report" ] && cargs+=(--report "$report")
+shown=0 shownf=0 shownu=0
 
 start=$(date +%s%N)
 cluster_spawn coordinator "$build/flr-coordinator" "${cargs[@]}"
@@ -122,10 +137,9 @@ for ((i = 0; i < workers; i++)); do
         "${wargs[@]+"${wargs[@]}"}"
 done
 echo "demo: training $model ($consistency) on $servers servers x $workers workers, $epochs epochs," \
-    "$kills server kill(s)" >&2
+    "$kills server kill(s), recovery $recovery" >&2
 
 # Show worker 0's per-epoch lines and the coordinator's failure events while the job runs.
-shown=0 shownf=0 shownu=0
 show_epochs() {
     local n
     if [ "$shownu" = 0 ] && [ -f "$work/coordinator.log" ] &&
@@ -175,6 +189,31 @@ if [ "$CLUSTER_RC" -ne 0 ]; then
 fi
 grep -v '^[0-9]\{4\}-' "$work/coordinator.log" || true
 ms=$((($(date +%s%N) - start) / 1000000))
+printf '  job time         %d.%d s\n' $((ms / 1000)) $((ms % 1000 / 100))
+}
+total_start=$(date +%s%N)
+main_report=${report:-$work/report.json}
+if [ "$kills" -gt 0 ] && [ "$baseline" = 1 ]; then
+    echo "demo: first the same job without failures (--kills 0), for comparison" >&2
+    run_job "$job-baseline" 0 "$work/baseline.json" >"$work/baseline.txt"
+    for f in "$work"/coordinator.log "$work"/worker*.log "$work"/server*.log; do
+        [ -f "$f" ] && mv "$f" "${f%.log}.baseline.log"
+    done
+fi
+run_job "$job" "$kills" "$main_report"
+if [ -s "$work/baseline.json" ]; then
+    python3 - "$main_report" "$work/baseline.json" <<'PY'
+import json, sys
+r, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+key = "test_accuracy" if "test_accuracy" in r and r.get("model") != "ctr" else "test_auc"
+name = "accuracy" if key == "test_accuracy" else "AUC"
+fmt = (lambda v: "%.2f%%" % (100 * v)) if key == "test_accuracy" else (lambda v: "%.4f" % v)
+lost = sum(f.get("rows_lost", 0) for f in r.get("failures", []))
+print("  with %d failure(s): test %s %s, rows lost %d" % (len(r.get("failures", [])), name, fmt(r.get(key, 0)), lost))
+print("  without failures:  test %s %s (same job, --kills 0)" % (name, fmt(b.get(key, 0))))
+PY
+fi
+ms=$((($(date +%s%N) - total_start) / 1000000))
 printf '  total demo time  %d.%d s\n' $((ms / 1000)) $((ms % 1000 / 100))
 [ -n "$report" ] && echo "  report           $report"
 exit 0

@@ -9,7 +9,7 @@
 need_fashion_mnist
 job=skill
 cluster_spawn coord "$B/flr-coordinator" --zk "$ZK" --job $job --servers 2 --workers 3 \
-    --model softmax --consistency bsp --report "$T/$job.json" --launcher local --kills 1 \
+    --model softmax --consistency bsp --recovery none --report "$T/$job.json" --launcher local --kills 1 \
     --session-timeout 2000 --server-logs "$T"
 for i in 0 1 2; do
     cluster_spawn "w$i" "$B/flr-worker" --zk "$ZK" --job $job --id $i --epochs 3 --batch 32 \

@@ -68,7 +68,7 @@ check() {
     jq -e "$1" "$T/st.json" >/dev/null || fail "GET /status: '$1' does not hold: $(jq -c . "$T/st.json")"
 }
 check '.job == "stat" and .exists and .epoch >= 1 and .model == "softmax"'
-check '.recovery == "none" and .consistency == "bsp" and (.started_ms | type) == "number"'
+check '.recovery == "flr" and .consistency == "bsp" and (.started_ms | type) == "number"'
 check '.now_ms >= .started_ms and .collect_ms >= 0'
 check ".leader.http == \"$URL\" and .leader.candidate == \"c_0000000000\""
 check '(.coordinators | length) == 2 and .coordinators[1].http != ""'

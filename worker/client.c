@@ -1069,3 +1069,27 @@ int flr_client_publish_result(struct flr_client *c, const char *json)
         rv = flr_zk_set(c->zk, path, json, (int)strlen(json), -1);
     return rv;
 }
+
+int flr_client_wait_others(struct flr_client *c, int timeout_ms)
+{
+    char path[FLR_PATH_MAX], **names = NULL;
+    int64_t deadline = flr_now_ms() + timeout_ms;
+    int n = 0, rv;
+
+    flr_job_path(path, sizeof(path), c->job, "/results");
+    for (;;) {
+        uint32_t others = 0;
+        if ((rv = flr_zk_children(c->zk, path, 0, &names, &n)) != 0 && rv != FLR_EZK_NONODE)
+            return cl_fail(c, rv, "listing results: %s", flr_strerror(rv));
+        for (int i = 0; i < n; i++)
+            others += strtoul(names[i], NULL, 10) != c->o.worker_id;
+        flr_zk_free_names(names, n);
+        names = NULL;
+        n = 0;
+        if (others + 1 >= c->spec.num_workers)
+            return 0;
+        if (flr_now_ms() > deadline)
+            return cl_fail(c, FLR_ETIMEOUT, "%s", "the other workers did not finish in time");
+        usleep(100 * 1000);
+    }
+}

@@ -111,4 +111,8 @@ const char *flr_client_last_error(const struct flr_client *c);
 }
 #endif
 
+/* Waits until every other worker of the job has published its result (at most timeout_ms).
+ * Returns 0, FLR_ETIMEOUT or a ZooKeeper error. */
+int flr_client_wait_others(struct flr_client *c, int timeout_ms);
+
 #endif

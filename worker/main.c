@@ -32,6 +32,7 @@ struct wrk_cfg {
     char test[256];
     char truth[256];
     char result[256];
+    char oracle_out[256];
     long long max_rows;
     long long epochs;
     long long batch;
@@ -71,6 +72,10 @@ static const struct flr_opt wrk_opts[] = {
               "how long a request may wait before it fails"),
     FLR_OPT_I("start-timeout", struct wrk_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
               "how long to wait for the job to start"),
+    FLR_OPT_S("oracle-out", struct wrk_cfg, oracle_out, "", "PREFIX",
+              "exactly-once checks: write what this worker pushed to PREFIX.wID.pushed and, on "
+              "worker 0 after every other worker finished, the final parameters to "
+              "PREFIX.final (oracle model)"),
     FLR_OPT_LOG_LEVEL(struct wrk_cfg, "info"),
     {0},
 };
@@ -137,6 +142,7 @@ int main(int argc, char **argv)
     tc.batch = (uint32_t)cfg.batch;
     tc.worker_id = (uint32_t)cfg.id;
     tc.seed = (uint64_t)cfg.seed;
+    tc.oracle_out = cfg.oracle_out;
     tc.evaluate = cfg.evaluate == 1 || (cfg.evaluate == 0 && cfg.id == 0);
 
     flr_notice("wrk.start", "worker %lld of %u: model %s, %s, %lld epochs, batch %lld", cfg.id,

@@ -15,15 +15,17 @@
 const struct flr_model_ops *flr_model_softmax(void);
 const struct flr_model_ops *flr_model_mlp(void);
 const struct flr_model_ops *flr_model_ctr(void);
+const struct flr_model_ops *flr_model_oracle(void);
 
 static const struct flr_model_ops *(*const model_ctors[])(void) = {
     flr_model_softmax,
     flr_model_mlp,
     flr_model_ctr,
+    flr_model_oracle,
 };
 
 /* In the order of model_ctors (a test checks that they agree). */
-const char *const flr_model_names[] = {"softmax", "mlp", "ctr", NULL};
+const char *const flr_model_names[] = {"softmax", "mlp", "ctr", "oracle", NULL};
 
 const struct flr_model_ops *flr_model_find(const char *name)
 {

@@ -163,6 +163,126 @@ static double read_truth_auc(const char *path)
     return auc;
 }
 
+/* ---- exactly-once oracle output ------------------------------------------------------ */
+
+/* What this worker pushed, summed per parameter (exact: the oracle pushes integers). */
+struct pushed {
+    uint32_t ntables;
+    uint64_t rows[FLR_MAX_TABLES];
+    uint32_t dim[FLR_MAX_TABLES];
+    double *sum[FLR_MAX_TABLES];
+};
+
+static int pushed_init(struct pushed *p, struct flr_client *c, const struct flr_model_ops *ops,
+                       const struct flr_model_cfg *mc, char *why, size_t whylen)
+{
+    struct flr_table_spec t[FLR_MAX_TABLES];
+    uint32_t n = 0;
+    int rv;
+
+    if ((rv = ops->tables(mc, t, &n)) != 0)
+        return rv;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t rows;
+        uint32_t dim;
+        if ((rv = flr_client_table(c, t[i].id, &rows, &dim)) != 0)
+            return rv;
+        if (t[i].kind == FLR_TABLE_SPARSE)
+            rows = ops->sparse_rows;
+        if (rows == 0 || rows > (1u << 20) || t[i].id >= FLR_MAX_TABLES) {
+            snprintf(why, whylen,
+                     "--oracle-out: model %s has a table of unbounded rows (use the oracle "
+                     "model)",
+                     ops->name);
+            return FLR_ECONFIG;
+        }
+        p->rows[t[i].id] = rows;
+        p->dim[t[i].id] = dim;
+        if (!(p->sum[t[i].id] = calloc(rows * dim, sizeof(double))))
+            return FLR_ENOMEM;
+        if (t[i].id + 1 > p->ntables)
+            p->ntables = t[i].id + 1;
+    }
+    return 0;
+}
+
+static void pushed_add(struct pushed *p, const struct flr_batch *b)
+{
+    for (uint32_t i = 0; i < b->ntables; i++) {
+        const struct flr_batch_table *t = &b->t[i];
+        for (uint32_t k = 0; k < t->nkeys; k++) {
+            uint64_t row = flr_key_row(t->keys[k]);
+            for (uint32_t j = 0; j < t->dim; j++)
+                p->sum[t->table][row * t->dim + j] += t->grads[(size_t)k * t->dim + j];
+        }
+    }
+}
+
+static void pushed_fini(struct pushed *p)
+{
+    for (uint32_t i = 0; i < FLR_MAX_TABLES; i++)
+        free(p->sum[i]);
+}
+
+/* Writes one line per parameter that is not zero: "table row element value". */
+static int pushed_write(const struct pushed *p, const char *prefix, uint32_t worker)
+{
+    char path[4096];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s.w%u.pushed", prefix, worker);
+    if (!(f = fopen(path, "w")))
+        return FLR_EIO;
+    for (uint32_t t = 0; t < p->ntables; t++)
+        for (uint64_t i = 0; p->sum[t] && i < p->rows[t] * p->dim[t]; i++)
+            if (p->sum[t][i] != 0)
+                fprintf(f, "%u %llu %llu %.17g\n", t, (unsigned long long)(i / p->dim[t]),
+                        (unsigned long long)(i % p->dim[t]), p->sum[t][i]);
+    return fclose(f) == 0 ? 0 : FLR_EIO;
+}
+
+/* Worker 0, once every other worker has finished: pulls every parameter and writes the
+ * ones that are not zero, as pushed_write does. */
+static int final_write(struct flr_client *c, const struct pushed *p, const char *prefix)
+{
+    char path[4096];
+    uint64_t *keys = NULL;
+    float *vals = NULL;
+    FILE *f = NULL;
+    int rv;
+
+    if ((rv = flr_client_wait_others(c, 600000)) != 0)
+        return rv;
+    snprintf(path, sizeof(path), "%s.final", prefix);
+    if (!(f = fopen(path, "w")))
+        return FLR_EIO;
+    for (uint32_t t = 0; t < p->ntables && rv == 0; t++) {
+        if (!p->sum[t])
+            continue;
+        free(keys);
+        free(vals);
+        keys = malloc(p->rows[t] * sizeof(*keys));
+        vals = malloc(p->rows[t] * p->dim[t] * sizeof(*vals));
+        if (!keys || !vals) {
+            rv = FLR_ENOMEM;
+            break;
+        }
+        for (uint64_t r = 0; r < p->rows[t]; r++)
+            keys[r] = flr_key(t, r);
+        if ((rv = flr_pull(c, t, keys, (uint32_t)p->rows[t], vals)) != 0)
+            break;
+        for (uint64_t i = 0; i < p->rows[t] * p->dim[t]; i++)
+            if (vals[i] != 0)
+                fprintf(f, "%u %llu %llu %.17g\n", t, (unsigned long long)(i / p->dim[t]),
+                        (unsigned long long)(i % p->dim[t]), (double)vals[i]);
+    }
+    free(keys);
+    free(vals);
+    if (fclose(f) != 0 && rv == 0)
+        rv = FLR_EIO;
+    return rv;
+}
+
 int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **result_json,
                   char *why, size_t whylen)
 {
@@ -178,6 +298,7 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
     int rv;
     float scale;
     struct eval_out ev = {0};
+    struct pushed pushed = {0};
 
     if (!ops) {
         snprintf(why, whylen, "unknown model '%s'", cfg->model.name);
@@ -227,6 +348,9 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
         snprintf(why, whylen, "model %s: out of memory", ops->name);
         goto done;
     }
+    if (cfg->oracle_out && cfg->oracle_out[0] &&
+        (rv = pushed_init(&pushed, c, ops, &cfg->model, why, whylen)) != 0)
+        goto done;
     if (!(perm = malloc((size_t)train.n * sizeof(*perm)))) {
         rv = FLR_ENOMEM;
         goto done;
@@ -262,6 +386,8 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
                 goto model_fail;
             if ((rv = train_push(c, &b)) != 0)
                 goto ps_fail;
+            if (pushed.ntables)
+                pushed_add(&pushed, &b);
             if ((rv = flr_clock(c)) != 0)
                 goto ps_fail;
             eloss += loss;
@@ -308,6 +434,15 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
         }
     }
 
+    if (pushed.ntables) {
+        if ((rv = pushed_write(&pushed, cfg->oracle_out, cfg->worker_id)) != 0) {
+            snprintf(why, whylen, "--oracle-out: cannot write %s.w%u.pushed", cfg->oracle_out,
+                     cfg->worker_id);
+            goto done;
+        }
+        if (cfg->worker_id == 0 && (rv = final_write(c, &pushed, cfg->oracle_out)) != 0)
+            goto ps_fail;
+    }
     res = json_pack("{sI ss sI sI sI sf sf}", "worker", (json_int_t)cfg->worker_id, "model",
                     ops->name, "epochs", (json_int_t)cfg->epochs, "samples", (json_int_t)samples,
                     "iterations", (json_int_t)iterations, "train_loss", last_loss, "train_seconds",
@@ -341,6 +476,7 @@ model_fail:
 ps_fail:
     snprintf(why, whylen, "parameter server: %s (%s)", flr_client_last_error(c), flr_strerror(rv));
 done:
+    pushed_fini(&pushed);
     json_decref(curve);
     if (m)
         ops->free(m);

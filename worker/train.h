@@ -23,6 +23,10 @@ struct flr_train_cfg {
     int evaluate; /* evaluate on the test set after each epoch */
     int bsp;      /* the job is BSP: gradients are scaled by 1/workers */
     uint64_t seed;
+    /* Exactly-once checks: write what this worker pushed to <prefix>.w<id>.pushed and, on
+     * worker 0 once every other worker has finished, the final parameters to
+     * <prefix>.final.  Needs tables of bounded rows (the oracle model). */
+    const char *oracle_out;
 };
 
 /* Runs the whole training job through c.  On success *result_json is a malloc'd JSON

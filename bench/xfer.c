@@ -1,0 +1,173 @@
+/*
+ * xfer.c - the baseline for bench/recovery.sh: how long moving N bytes over loopback takes
+ * with the transport flr uses (nng REQ/REP over tcp://127.0.0.1, 4 MiB messages, a few in
+ * flight), from a sender's memory into a receiver's memory.
+ *
+ *   bench/xfer BYTES [REPEATS]
+ *
+ * Prints "bytes seconds MB_per_s" for the best of REPEATS runs (default 3).
+ */
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+#include <nng/protocol/reqrep0/req.h>
+
+#include <time.h>
+
+#define XFER_MSG    ((size_t)4 << 20)
+#define XFER_FLIGHT 4
+
+struct sink {
+    nng_socket sock;
+    nng_ctx ctx[XFER_FLIGHT];
+    nng_aio *aio[XFER_FLIGHT];
+    int sending[XFER_FLIGHT];
+    char *dst; /* where received bytes are copied: the receiver's memory */
+    size_t dst_len;
+};
+
+static struct sink sink;
+
+/* Receiver: copy each request's bytes into place, answer with an empty message. */
+static void sink_cb(void *arg)
+{
+    size_t i = (size_t)(uintptr_t)arg;
+    nng_aio *aio = sink.aio[i];
+    nng_msg *m;
+    uint64_t at;
+
+    if (nng_aio_result(aio) != 0) {
+        if (sink.sending[i])
+            nng_msg_free(nng_aio_get_msg(aio));
+        return; /* closed */
+    }
+    if (sink.sending[i]) {
+        sink.sending[i] = 0;
+        nng_ctx_recv(sink.ctx[i], aio);
+        return;
+    }
+    m = nng_aio_get_msg(aio);
+    memcpy(&at, nng_msg_body(m), sizeof(at));
+    if (nng_msg_len(m) >= 8 && at + nng_msg_len(m) - 8 <= sink.dst_len)
+        memcpy(sink.dst + at, (char *)nng_msg_body(m) + 8, nng_msg_len(m) - 8);
+    nng_msg_clear(m);
+    nng_aio_set_msg(aio, m);
+    sink.sending[i] = 1;
+    nng_ctx_send(sink.ctx[i], aio);
+}
+
+int main(int argc, char **argv)
+{
+    size_t bytes = argc > 1 ? strtoull(argv[1], NULL, 10) : 0;
+    int repeats = argc > 2 ? atoi(argv[2]) : 3;
+    nng_socket req;
+    nng_listener l;
+    nng_sockaddr sa;
+    char url[128];
+    char *src;
+    double best = 0;
+    int rv;
+
+    if (bytes == 0 || repeats < 1) {
+        fprintf(stderr, "usage: xfer BYTES [REPEATS]\n");
+        return 2;
+    }
+    src = malloc(bytes);
+    sink.dst = malloc(bytes);
+    sink.dst_len = bytes;
+    if (!src || !sink.dst) {
+        fprintf(stderr, "xfer: out of memory\n");
+        return 1;
+    }
+    memset(src, 0x5a, bytes);
+    memset(sink.dst, 0, bytes);
+    if ((rv = nng_rep0_open(&sink.sock)) != 0 ||
+        (rv = nng_socket_set_size(sink.sock, NNG_OPT_RECVMAXSZ, XFER_MSG + 64)) != 0 ||
+        (rv = nng_listener_create(&l, sink.sock, "tcp://127.0.0.1:0")) != 0 ||
+        (rv = nng_listener_start(l, 0)) != 0 ||
+        (rv = nng_listener_get_addr(l, NNG_OPT_LOCADDR, &sa)) != 0) {
+        fprintf(stderr, "xfer: listen: %s\n", nng_strerror(rv));
+        return 1;
+    }
+    snprintf(url, sizeof(url), "tcp://127.0.0.1:%u", (unsigned)ntohs(sa.s_in.sa_port));
+    for (size_t i = 0; i < XFER_FLIGHT; i++) {
+        nng_ctx_open(&sink.ctx[i], sink.sock);
+        nng_aio_alloc(&sink.aio[i], sink_cb, (void *)(uintptr_t)i);
+        nng_ctx_recv(sink.ctx[i], sink.aio[i]);
+    }
+    if ((rv = nng_req0_open(&req)) != 0 || (rv = nng_dial(req, url, NULL, 0)) != 0) {
+        fprintf(stderr, "xfer: dial %s: %s\n", url, nng_strerror(rv));
+        return 1;
+    }
+    for (int r = 0; r < repeats; r++) {
+        nng_ctx ctx[XFER_FLIGHT];
+        nng_aio *aio[XFER_FLIGHT];
+        int state[XFER_FLIGHT] = {0}; /* 0 idle, 1 sending, 2 waiting for the answer */
+        size_t next = 0;
+        struct timespec t0, t1;
+        double secs;
+
+        for (size_t i = 0; i < XFER_FLIGHT; i++) {
+            nng_ctx_open(&ctx[i], req);
+            nng_aio_alloc(&aio[i], NULL, NULL);
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (;;) {
+            int active = 0;
+            for (size_t i = 0; i < XFER_FLIGHT; i++) {
+                if (state[i] != 0) {
+                    nng_aio_wait(aio[i]);
+                    if ((rv = nng_aio_result(aio[i])) != 0) {
+                        fprintf(stderr, "xfer: %s\n", nng_strerror(rv));
+                        return 1;
+                    }
+                    if (state[i] == 1) {
+                        state[i] = 2;
+                        nng_ctx_recv(ctx[i], aio[i]);
+                        active = 1;
+                        continue;
+                    }
+                    nng_msg_free(nng_aio_get_msg(aio[i]));
+                    state[i] = 0;
+                }
+                if (next < bytes) {
+                    size_t n = bytes - next < XFER_MSG ? bytes - next : XFER_MSG;
+                    uint64_t at = next;
+                    nng_msg *m;
+                    if (nng_msg_alloc(&m, 0) != 0 || nng_msg_append(m, &at, sizeof(at)) != 0 ||
+                        nng_msg_append(m, src + next, n) != 0) {
+                        fprintf(stderr, "xfer: out of memory\n");
+                        return 1;
+                    }
+                    nng_aio_set_msg(aio[i], m);
+                    nng_ctx_send(ctx[i], aio[i]);
+                    state[i] = 1;
+                    next += n;
+                    active = 1;
+                }
+            }
+            if (!active)
+                break;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (best == 0 || secs < best)
+            best = secs;
+        for (size_t i = 0; i < XFER_FLIGHT; i++) {
+            nng_aio_free(aio[i]);
+            nng_ctx_close(ctx[i]);
+        }
+    }
+    if (memcmp(src, sink.dst, bytes) != 0) {
+        fprintf(stderr, "xfer: the received bytes differ from the sent ones\n");
+        return 1;
+    }
+    printf("%zu %.6f %.1f\n", bytes, best, (double)bytes / best / 1e6);
+    free(src);
+    free(sink.dst);
+    return 0;
+}
