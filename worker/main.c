@@ -130,8 +130,9 @@ int main(int argc, char **argv)
     tc.model.seed = spec.seed;
     tc.model.optim = spec.tables[0].optim;
     tc.model.lr = spec.tables[0].lr;
-    /* The hidden width of the MLP is the job's: it is the dim of its first table. */
-    if (strcmp(spec.model, "mlp") == 0)
+    /* The hidden width of the MLP (the oracle's dense width) is the job's: it is the dim
+     * of its first table. */
+    if (strcmp(spec.model, "mlp") == 0 || strcmp(spec.model, "oracle") == 0)
         tc.model.hidden = spec.tables[0].dim;
     tc.data_dir = cfg.data_dir;
     tc.train_path = cfg.train;

@@ -8,7 +8,8 @@
  * parameters exactly: an update lost or applied twice shows as a wrong integer.
  *
  * Tables (both initialised to zeros; the job's optimizer):
- *     0 "dense":  dense, ORACLE_DENSE_ROWS rows x 4, every row in every batch;
+ *     0 "dense":  dense, ORACLE_DENSE_ROWS rows x the job's hidden width (--hidden), every
+ *                 row in every batch (bench/recovery.sh sizes a shard with it);
  *     1 "sparse": sparse, dim 2, rows = the samples' CTR feature ids folded to
  *                 ORACLE_SPARSE_BITS bits (a bounded set, so the final state can be read
  *                 in full), each batch touching only its samples' rows.
@@ -23,12 +24,13 @@
 #include "model.h"
 
 #define ORACLE_DENSE_ROWS  64
-#define ORACLE_DENSE_DIM   4
+#define ORACLE_PATTERN     64 /* a row's gradient repeats this many integers */
 #define ORACLE_SPARSE_DIM  2
 #define ORACLE_SPARSE_BITS 10
 
 struct oracle {
     uint64_t seed;
+    uint32_t ddim; /* the dense table's width */
     uint64_t *ids; /* scratch for a batch's sparse rows */
     size_t cap;
 };
@@ -44,7 +46,7 @@ static int oracle_tables(const struct flr_model_cfg *c, struct flr_table_spec *o
         strcpy(t->name, names[i]);
         t->kind = i == 0 ? FLR_TABLE_DENSE : FLR_TABLE_SPARSE;
         t->rows = i == 0 ? ORACLE_DENSE_ROWS : 0;
-        t->dim = i == 0 ? ORACLE_DENSE_DIM : ORACLE_SPARSE_DIM;
+        t->dim = i == 0 ? (c->hidden ? c->hidden : 4) : ORACLE_SPARSE_DIM;
         t->init = FLR_INIT_ZEROS;
         t->seed = flr_mix64(c->seed + i + 1);
         t->optim = c->optim;
@@ -62,6 +64,7 @@ static int oracle_alloc(void **mp, const struct flr_model_cfg *c)
     if (!m)
         return FLR_ENOMEM;
     m->seed = c->seed;
+    m->ddim = c->hidden ? c->hidden : 4;
     *mp = m;
     return 0;
 }
@@ -99,7 +102,7 @@ static int oracle_keys(void *mp, const struct flr_dataset *d, const uint32_t *id
         return FLR_EINVAL;
     b->ntables = 2;
     dt->table = 0;
-    dt->dim = ORACLE_DENSE_DIM;
+    dt->dim = m->ddim;
     st->table = 1;
     st->dim = ORACLE_SPARSE_DIM;
     if ((rv = flr_batch_reserve(dt, ORACLE_DENSE_ROWS)) != 0)
@@ -164,9 +167,13 @@ static int oracle_grad(void *mp, const struct flr_dataset *d, const uint32_t *id
         /* The sample's identity: its first feature and label, not its place in the
          * partition, so that what a sample pushes does not depend on the worker. */
         uint64_t sample = d->feat[(size_t)idx[i] * d->dim] ^ ((uint64_t)d->y[idx[i]] << 63);
-        for (uint32_t r = 0; r < dt->nkeys; r++)
+        for (uint32_t r = 0; r < dt->nkeys; r++) {
+            float pat[ORACLE_PATTERN], *g = dt->grads + (size_t)r * dt->dim;
+            for (uint32_t j = 0; j < ORACLE_PATTERN; j++)
+                pat[j] = oracle_int(m->seed, sample, r, j, 3);
             for (uint32_t j = 0; j < dt->dim; j++)
-                dt->grads[(size_t)r * dt->dim + j] += oracle_int(m->seed, sample, r, j, 3);
+                g[j] += pat[j % ORACLE_PATTERN];
+        }
         for (uint32_t f = 0; f < d->dim; f++) {
             uint64_t row = oracle_row(d->feat[(size_t)idx[i] * d->dim + f]);
             int k = oracle_find(st, flr_key(1, row));
@@ -176,9 +183,9 @@ static int oracle_grad(void *mp, const struct flr_dataset *d, const uint32_t *id
                 st->grads[(size_t)k * st->dim + j] += oracle_int(m->seed, sample, row, j + 8, 3);
         }
     }
-    for (uint32_t r = 0; r < dt->nkeys * dt->dim; r++)
-        sum += fabs(dt->vals[r]);
-    *loss = sum / (dt->nkeys * dt->dim);
+    for (uint32_t r = 0; r < dt->nkeys; r++)
+        sum += fabs(dt->vals[(size_t)r * dt->dim]);
+    *loss = sum / dt->nkeys;
     return 0;
 }
 
