@@ -2,7 +2,9 @@
  * test_client.c - the client library against a real ZooKeeper and two real flr-server
  * processes: routing of dense and sparse keys to shards, push and pull semantics, async
  * operations in flight together, request splitting, input errors, and transparent
- * re-routing when a shard moves to another server.
+ * re-routing when a shard moves to another server.  The whole group runs twice: under
+ * recovery 'none', and under 'flr', where the client also keeps copies and an update log
+ * and serves them on its own endpoint.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,11 +23,14 @@
 
 #include "common/err.h"
 #include "common/jobpaths.h"
+#include "common/proto.h"
 #include "common/shardmap.h"
+#include "common/transport.h"
 #include "common/util.h"
 #include "coordinator/coord.h"
 #include "testzk.h"
 #include "worker/flr_client.h"
+#include "worker/keeper.h"
 
 #define DENSE  0
 #define SPARSE 1
@@ -36,6 +42,7 @@ static struct flr_testzk zk;
 static struct coord co;
 static pid_t servers[2];
 static struct flr_client *cl;
+static const char *recovery = "none"; /* the mode of the group that runs */
 
 static pid_t spawn_server(int id)
 {
@@ -66,7 +73,7 @@ static void build_spec(struct flr_job_spec *s)
     s->num_workers = 1;
     s->num_servers = 2;
     s->num_shards = 4;
-    snprintf(s->recovery, sizeof(s->recovery), "none");
+    snprintf(s->recovery, sizeof(s->recovery), "%s", recovery);
     s->k = 2;
     s->ntables = 2;
     s->tables[0] = (struct flr_table_spec){.id = DENSE,
@@ -125,13 +132,16 @@ static int group_teardown(void **state)
 {
     (void)state;
     flr_client_close(cl);
+    cl = NULL;
     for (int i = 0; i < 2; i++)
         if (servers[i] > 0) {
             kill(servers[i], SIGTERM);
             waitpid(servers[i], NULL, 0);
+            servers[i] = 0;
         }
     if (co.zk)
         flr_zk_close(co.zk);
+    co.zk = NULL;
     flr_testzk_stop(&zk);
     return 0;
 }
@@ -249,6 +259,151 @@ static void clock_advances(void **state)
     assert_int_equal(flr_client_clock(cl), t + 1);
 }
 
+/* Our worker record from ZooKeeper (NULL when absent). */
+static json_t *worker_record(void)
+{
+    char path[FLR_PATH_MAX], *data;
+    json_error_t err;
+    json_t *doc;
+    int len;
+
+    flr_job_node(path, sizeof(path), "ct", "workers", 0);
+    if (flr_zk_get(co.zk, path, 0, &data, &len, NULL, NULL) != 0)
+        return NULL;
+    doc = json_loadb(data, (size_t)len, 0, &err);
+    free(data);
+    return doc;
+}
+
+/* One request to the worker's endpoint; *r points into *reply, which the caller frees. */
+static void ask_worker(struct flr_conn *conn, int type, uint32_t shard, uint32_t table,
+                       uint64_t cursor, struct flr_msg *r, nng_msg **reply)
+{
+    static msgpack_zone zone;
+    static int zone_ready;
+    struct flr_proto_limits lim;
+    struct flr_msg m = {0};
+    nng_msg *req;
+    char why[256];
+
+    if (!zone_ready)
+        zone_ready = msgpack_zone_init(&zone, 1024);
+    flr_proto_limits_default(&lim);
+    m.type = type;
+    m.job = "ct";
+    m.job_len = 2;
+    m.sender = 7;
+    m.shard = shard;
+    m.request_id = 1;
+    m.table = table;
+    m.aux = cursor;
+    m.reason = "";
+    assert_int_equal(flr_msg_to_nng(&req, &m, NULL), 0);
+    assert_int_equal(flr_call_sync(conn, req, 5000, reply), 0);
+    assert_int_equal(
+        flr_msg_decode(r, nng_msg_body(*reply), nng_msg_len(*reply), &lim, &zone, why, sizeof(why)),
+        0);
+    assert_int_equal(r->type, flr_reply_type(type));
+    assert_int_equal(r->status, 0);
+}
+
+static uint64_t manifest_u64(struct flr_conn *conn, uint32_t shard, const char *field)
+{
+    struct flr_msg r;
+    nng_msg *reply;
+    json_error_t err;
+    json_t *doc;
+    uint64_t v;
+
+    ask_worker(conn, FLR_MSG_MANIFEST_REQ, shard, 0, 0, &r, &reply);
+    doc = json_loadb(r.text, r.text_len, 0, &err);
+    assert_non_null(doc);
+    assert_true(json_is_integer(json_object_get(doc, field)));
+    v = (uint64_t)json_integer_value(json_object_get(doc, field));
+    json_decref(doc);
+    nng_msg_free(reply);
+    return v;
+}
+
+/*
+ * Under recovery flr the worker registers an endpoint that answers MANIFEST_REQ and
+ * REBUILD_REQ with what it sent and pulled: a push is in the log with the next pseq (or
+ * already truncated), a pulled row of a slot-free table is a copy with the value pulled.
+ * Under 'none' there is no endpoint and no store.
+ */
+static void flr_worker_serves_its_log_and_copies(void **state)
+{
+    uint64_t key = FLR_KEY(SPARSE, 123456789), sent, inc, cursor = 0;
+    float g[SDIM] = {0.25f, -4.0f}, v[SDIM];
+    uint32_t shard = flr_shard_of_key(&co.spec, key);
+    json_t *rec = worker_record();
+    struct flr_conn *conn;
+    struct flr_msg r;
+    nng_msg *reply;
+    char why[256];
+    int found = 0;
+
+    (void)state;
+    assert_non_null(rec);
+    if (strcmp(recovery, "flr") != 0) {
+        assert_string_equal(json_string_value(json_object_get(rec, "endpoint")), "");
+        assert_null(json_object_get(rec, "log_entries"));
+        json_decref(rec);
+        return;
+    }
+    /* Progress was published at the first clock, with the store's counters. */
+    assert_true(json_integer_value(json_object_get(rec, "copy_bytes")) > 0);
+    assert_true(json_integer_value(json_object_get(rec, "log_bytes")) > 0);
+    assert_true(json_is_integer(json_object_get(rec, "log_entries")));
+    assert_int_equal(flr_conn_open(&conn, json_string_value(json_object_get(rec, "endpoint")),
+                                   (size_t)64 << 20, why, sizeof(why)),
+                     0);
+    json_decref(rec);
+
+    inc = manifest_u64(conn, shard, "incarnation");
+    assert_true((int64_t)(inc >> 22) > flr_wall_ms() - 600000 &&
+                (int64_t)(inc >> 22) <= flr_wall_ms());
+    sent = manifest_u64(conn, shard, "pseq_sent");
+    assert_true(sent > inc); /* the earlier tests pushed to every shard */
+    assert_int_equal(flr_push(cl, SPARSE, &key, 1, g), 0);
+    assert_int_equal(manifest_u64(conn, shard, "pseq_sent"), sent + 1);
+    if (manifest_u64(conn, shard, "pseq_truncated") < sent + 1) {
+        /* Not covered yet: the push is in the log, as it was sent. */
+        do {
+            ask_worker(conn, FLR_MSG_REBUILD_REQ, shard, FLR_REBUILD_LOG, cursor, &r, &reply);
+            if (r.nkeys == 1 && r.seq == sent + 1) {
+                found = 1;
+                assert_int_equal(r.table, SPARSE);
+                assert_int_equal(r.clock, flr_client_clock(cl));
+                assert_true(flr_load_u64(r.keys) == key);
+                assert_memory_equal(r.vals, g, sizeof(g));
+            }
+            cursor = r.aux;
+            nng_msg_free(reply);
+        } while (cursor != UINT64_MAX);
+        assert_true(found);
+    }
+
+    /* The pulled row is kept with the value the pull returned, stamped. */
+    assert_int_equal(flr_pull(cl, SPARSE, &key, 1, v), 0);
+    found = 0;
+    cursor = 0;
+    do {
+        ask_worker(conn, FLR_MSG_REBUILD_REQ, shard, SPARSE, cursor, &r, &reply);
+        assert_int_equal(r.vals_len, (uint64_t)r.nkeys * (SDIM * 4 + 12));
+        for (uint32_t i = 0; i < r.nkeys; i++)
+            if (flr_load_u64((const unsigned char *)r.keys + 8 * i) == key) {
+                found = 1;
+                assert_memory_equal((const unsigned char *)r.vals + i * (SDIM * 4 + 12), v,
+                                    sizeof(v));
+            }
+        cursor = r.aux;
+        nng_msg_free(reply);
+    } while (cursor != UINT64_MAX);
+    assert_true(found);
+    flr_conn_close(conn);
+}
+
 /* Moves shard 0 to the other server at a new epoch, as the coordinator does. */
 static void move_shard0(void)
 {
@@ -306,7 +461,14 @@ int main(void)
         cmocka_unit_test(bad_input_is_refused_before_sending),
         cmocka_unit_test(server_errors_reach_the_caller_with_a_reason),
         cmocka_unit_test(clock_advances),
+        cmocka_unit_test(flr_worker_serves_its_log_and_copies),
         cmocka_unit_test(requests_follow_a_shard_that_moved),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    int failed;
+
+    recovery = "none";
+    failed = cmocka_run_group_tests_name("recovery none", tests, group_setup, group_teardown);
+    recovery = "flr";
+    failed += cmocka_run_group_tests_name("recovery flr", tests, group_setup, group_teardown);
+    return failed;
 }

@@ -36,6 +36,8 @@
 #include "common/transport.h"
 #include "common/util.h"
 #include "common/zk.h"
+#include "copies.h"
+#include "keeper.h"
 
 enum { OP_PULL = 1, OP_PUSH = 2, OP_CLOCK = 3 };
 
@@ -61,6 +63,7 @@ struct chunk {
     uint32_t first, n; /* slice of the routed key order */
     int state;         /* 0 pending, 1 done, 2 retry */
     uint64_t epoch;    /* the shard epoch it was sent with */
+    uint64_t pseq;     /* a push's sequence number (recovery flr), kept on every retry */
     struct flr_call call;
 };
 
@@ -68,6 +71,7 @@ struct flr_op {
     struct flr_client *c;
     int kind;
     uint32_t table, dim;
+    int keep_copies;      /* a pull whose rows are qualified copies (recovery flr, no slots) */
     const uint64_t *keys; /* routed order (caller's array or rkeys) */
     uint32_t n;
     float *vals;          /* pull destination (caller's, original order) */
@@ -114,6 +118,12 @@ struct flr_client {
     struct flr_proto_limits lim;
     struct flr_op *free_ops;
     char last_error[FLR_REASON_MAX + 64];
+
+    /* Recovery flr (docs/recovery.md); all NULL or 0 under any other mode. */
+    char listen[FLR_ENDPOINT_MAX];
+    uint64_t inc;              /* incarnation base */
+    struct flr_copies *copies; /* copies, records and update log */
+    struct flr_keeper *keeper; /* the endpoint servers replicate to and rebuild from */
 };
 
 void flr_client_opts_default(struct flr_client_opts *o)
@@ -124,6 +134,7 @@ void flr_client_opts_default(struct flr_client_opts *o)
     o->start_timeout_ms = 120000;
     o->max_keys = 1u << 20;
     o->max_msg = (size_t)256 << 20;
+    o->listen = "tcp://127.0.0.1:0";
 }
 
 static int cl_fail(struct flr_client *c, int rv, const char *fmt, const char *detail)
@@ -340,6 +351,28 @@ static int cl_rejoin(struct flr_client *c, char *why, size_t whylen)
     }
 }
 
+/*
+ * Recovery flr: a new incarnation base, an empty store, and the endpoint that serves it.
+ * The endpoint listens before the worker registers, so the endpoint in the registration
+ * answers from the start.
+ */
+static int cl_keeper_open(struct flr_client *c, char *why, size_t whylen)
+{
+    struct flr_keeper_ctx ctx = {0};
+    int rv;
+
+    c->inc = (uint64_t)flr_wall_ms() << 22;
+    if ((rv = flr_copies_alloc(&c->copies, &c->spec, c->inc)) != 0) {
+        snprintf(why, whylen, "worker %u: cannot keep copies: %s", c->o.worker_id,
+                 flr_strerror(rv));
+        return rv;
+    }
+    ctx.copies = c->copies;
+    ctx.spec = &c->spec;
+    ctx.worker_id = c->o.worker_id;
+    return flr_keeper_open(&c->keeper, c->listen, &ctx, c->o.max_msg, why, whylen);
+}
+
 int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, char *why,
                     size_t whylen)
 {
@@ -358,6 +391,9 @@ int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, cha
     snprintf(c->job, sizeof(c->job), "%s", o->job);
     c->o.zk = c->zk_hosts;
     c->o.job = c->job;
+    snprintf(c->listen, sizeof(c->listen), "%s",
+             o->listen && o->listen[0] ? o->listen : "tcp://127.0.0.1:0");
+    c->o.listen = c->listen;
     msgpack_zone_init(&c->zone, 4096);
     flr_proto_limits_default(&c->lim);
     c->lim.max_size = o->max_msg;
@@ -384,9 +420,14 @@ int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, cha
         rv = FLR_EINVAL;
         goto fail;
     }
+    if (strcmp(c->spec.recovery, "flr") == 0 && (rv = cl_keeper_open(c, why, whylen)) != 0)
+        goto fail;
     gethostname(host, sizeof(host) - 1);
     snprintf(rec, sizeof(rec), "{\"id\":%u,\"pid\":%d,\"host\":\"%s\",\"endpoint\":\"%s\"}",
-             o->worker_id, (int)getpid(), host, o->endpoint ? o->endpoint : "");
+             o->worker_id, (int)getpid(), host,
+             o->endpoint && o->endpoint[0] ? o->endpoint
+             : c->keeper                   ? flr_keeper_url(c->keeper)
+                                           : "");
     snprintf(c->rec, sizeof(c->rec), "%s", rec);
     flr_job_node(path, sizeof(path), c->job, "workers", o->worker_id);
     {
@@ -418,6 +459,8 @@ int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, cha
     }
     if ((rv = cl_rejoin(c, why, whylen)) != 0)
         goto fail;
+    if (c->copies)
+        flr_copies_set_clock(c->copies, c->clock);
     *cp = c;
     return 0;
 fail:
@@ -445,6 +488,8 @@ void flr_client_close(struct flr_client *c)
 {
     if (!c)
         return;
+    /* The endpoint reads the store and the spec: stop it before anything goes. */
+    flr_keeper_close(c->keeper);
     while (c->free_ops) {
         struct flr_op *op = c->free_ops;
         c->free_ops = op->next_free;
@@ -460,6 +505,7 @@ void flr_client_close(struct flr_client *c)
         flr_zk_close(c->zk);
     free(c->shards);
     free(c->spec_json);
+    flr_copies_free(c->copies);
     msgpack_zone_destroy(&c->zone);
     free(c);
 }
@@ -513,6 +559,7 @@ static struct flr_op *cl_op_get(struct flr_client *c)
         }
     }
     op->c = c;
+    op->keep_copies = 0;
     op->nchunks = 0;
     op->perm = NULL;
     op->result = 0;
@@ -557,6 +604,7 @@ static int cl_op_add_chunk(struct flr_op *op, uint32_t shard, uint32_t first, ui
     ch->first = first;
     ch->n = n;
     ch->state = 0;
+    ch->pseq = 0;
     return 0;
 }
 
@@ -736,6 +784,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     m.request_id = ++c->next_req;
     m.table = op->table;
     m.clock = op->clock;
+    m.seq = op->kind == OP_PUSH ? ch->pseq : c->inc;
     if (op->kind != OP_CLOCK) {
         m.keys = op->keys + ch->first;
         m.nkeys = ch->n;
@@ -757,6 +806,35 @@ static void cl_op_start(struct flr_op *op)
         cl_chunk_send(op, op->chunks[i]);
 }
 
+/*
+ * Keeps the rows of a pull chunk's reply as copies, with the frontier record they were
+ * read at.  The reply's rows are in the chunk's (routed) key order, whatever order the
+ * caller's array has.  Returns 0, or FLR_ENOMEM: the server now counts this worker as a
+ * holder, so a copy it does not have must fail the pull rather than pass unnoticed.
+ */
+static int cl_keep_pulled(struct flr_op *op, const struct chunk *ch, const struct flr_msg *r)
+{
+    struct flr_client *c = op->c;
+    int rv;
+
+    if (!op->keep_copies)
+        return 0;
+    if (r->extra_len != 0 && r->extra_len != 8 * (uint64_t)c->spec.num_workers) {
+        /* Without its record a copy cannot be placed in a rebuild; the server listed us
+         * as a holder all the same, which only a malformed reply can cause. */
+        snprintf(c->last_error, sizeof(c->last_error),
+                 "shard %u: pull reply carries a frontier of %llu bytes for %u workers", ch->shard,
+                 (unsigned long long)r->extra_len, c->spec.num_workers);
+        return FLR_EBAD_REQUEST;
+    }
+    rv = flr_copies_put_pulled(c->copies, ch->shard, op->table, op->keys + ch->first, ch->n,
+                               r->vals, r->stamp, r->clock, r->extra_len ? r->extra : NULL);
+    if (rv != 0)
+        snprintf(c->last_error, sizeof(c->last_error), "shard %u: cannot keep pulled rows: %s",
+                 ch->shard, flr_strerror(rv));
+    return rv;
+}
+
 /* Consumes the replies of a round. Returns 0 when every chunk is done, 1 when some must be
  * retried, or an error code. */
 static int cl_op_collect(struct flr_op *op)
@@ -768,7 +846,7 @@ static int cl_op_collect(struct flr_op *op)
         struct chunk *ch = op->chunks[i];
         struct flr_msg r;
         char why[FLR_REASON_MAX];
-        int rv;
+        int rv, refused = 0;
 
         if (ch->state != 0)
             continue;
@@ -781,6 +859,7 @@ static int cl_op_collect(struct flr_op *op)
                             &c->zone, why, sizeof(why));
         if (rv == 0 && r.status != 0) {
             rv = r.status;
+            refused = 1;
             snprintf(why, sizeof(why), "%.*s", (int)r.reason_len, r.reason);
         }
         if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING ||
@@ -793,6 +872,10 @@ static int cl_op_collect(struct flr_op *op)
             if (!fatal)
                 fatal = rv;
             ch->state = 1;
+            /* The server refused the push, so it was not applied: a rebuild must not
+             * replay it.  (A reply that could not be read proves nothing: keep it.) */
+            if (refused && op->kind == OP_PUSH && c->copies)
+                (void)flr_copies_log_drop(c->copies, ch->shard, ch->pseq);
         } else if (op->kind == OP_PULL) {
             size_t rowb = (size_t)op->dim * sizeof(float);
             if (r.vals_len != (uint64_t)ch->n * rowb) {
@@ -809,9 +892,17 @@ static int cl_op_collect(struct flr_op *op)
                     memcpy(op->vals + (size_t)op->perm[ch->first + k] * op->dim, src + k * rowb,
                            rowb);
             }
+            if (r.vals_len == (uint64_t)ch->n * rowb && (rv = cl_keep_pulled(op, ch, &r)) != 0 &&
+                !fatal)
+                fatal = rv;
             ch->state = 1;
         } else {
             ch->state = 1;
+        }
+        if (rv == 0 && c->copies) {
+            if (op->kind == OP_PUSH)
+                (void)flr_copies_log_ack(c->copies, ch->shard, ch->pseq, r.stamp);
+            flr_copies_log_truncate(c->copies, ch->shard, r.aux);
         }
         nng_msg_free(ch->call.reply);
         ch->call.reply = NULL;
@@ -921,6 +1012,26 @@ static int cl_op_finish(struct flr_op *op)
     return rv;
 }
 
+/* Logs every chunk of a push before any is sent, each with its pseq.  On failure takes back
+ * those already logged (newest first), so that the shards' pseqs stay gapless. */
+static int cl_log_push(struct flr_op *op)
+{
+    struct flr_client *c = op->c;
+    int rv;
+
+    for (size_t i = 0; i < op->nchunks; i++) {
+        struct chunk *ch = op->chunks[i];
+        rv = flr_copies_log_append(c->copies, ch->shard, op->clock, op->table, op->keys + ch->first,
+                                   ch->n, op->grads + (size_t)ch->first * op->dim, &ch->pseq);
+        if (rv != 0) {
+            while (i-- > 0)
+                (void)flr_copies_log_cancel(c->copies, op->chunks[i]->shard, op->chunks[i]->pseq);
+            return cl_fail(c, rv, "logging a push: %s", flr_strerror(rv));
+        }
+    }
+    return 0;
+}
+
 static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64_t *keys,
                     uint32_t n, float *vals, const float *grads, struct flr_op **opp)
 {
@@ -939,7 +1050,9 @@ static int cl_start(struct flr_client *c, int kind, uint32_t table, const uint64
     op->n = n;
     op->vals = vals;
     op->clock = c->clock;
-    if ((rv = cl_op_route(op, keys, n, grads)) != 0) {
+    op->keep_copies = c->copies && kind == OP_PULL && flr_optim_nslots(t->optim) == 0;
+    if ((rv = cl_op_route(op, keys, n, grads)) != 0 ||
+        (kind == OP_PUSH && c->copies && (rv = cl_log_push(op)) != 0)) {
         cl_op_put(op);
         return rv;
     }
@@ -986,7 +1099,7 @@ int flr_push(struct flr_client *c, uint32_t table, const uint64_t *keys, uint32_
  * the coordinator's status and drills. */
 static void cl_publish_progress(struct flr_client *c, int force)
 {
-    char path[FLR_PATH_MAX], buf[512];
+    char path[FLR_PATH_MAX], buf[768];
     int64_t now = flr_now_ms();
     size_t n;
 
@@ -994,14 +1107,23 @@ static void cl_publish_progress(struct flr_client *c, int force)
         return;
     c->progress_ms = now;
     n = strlen(c->rec);
-    if (n < 2 || n >= sizeof(buf) - 200)
+    if (n < 2 || n >= sizeof(buf) - 400)
         return;
     memcpy(buf, c->rec, n - 1); /* without the closing brace */
-    snprintf(buf + n - 1, sizeof(buf) - (n - 1),
-             ",\"clock\":%lld,\"clocks_total\":%lld,\"samples\":%lld,\"epoch\":%u,"
-             "\"loss\":%.6g,\"at_ms\":%lld}",
-             (long long)c->clock, (long long)c->clocks_total, (long long)c->samples, c->epoch,
-             c->loss, (long long)flr_wall_ms());
+    n += (size_t)snprintf(buf + n - 1, sizeof(buf) - (n - 1),
+                          ",\"clock\":%lld,\"clocks_total\":%lld,\"samples\":%lld,\"epoch\":%u,"
+                          "\"loss\":%.6g,\"at_ms\":%lld",
+                          (long long)c->clock, (long long)c->clocks_total, (long long)c->samples,
+                          c->epoch, c->loss, (long long)flr_wall_ms());
+    if (c->copies) {
+        struct flr_copies_stats st;
+        flr_copies_stats(c->copies, &st);
+        n += (size_t)snprintf(buf + n - 1, sizeof(buf) - (n - 1),
+                              ",\"copy_bytes\":%llu,\"log_bytes\":%llu,\"log_entries\":%llu",
+                              (unsigned long long)st.copy_bytes, (unsigned long long)st.log_bytes,
+                              (unsigned long long)st.log_entries);
+    }
+    snprintf(buf + n - 1, sizeof(buf) - (n - 1), "}");
     flr_job_node(path, sizeof(path), c->job, "workers", c->o.worker_id);
     (void)flr_zk_set(c->zk, path, buf, (int)strlen(buf), -1);
 }
@@ -1027,6 +1149,8 @@ int flr_clock(struct flr_client *c)
     cl_op_put(op);
     if (rv == 0) {
         c->clock++;
+        if (c->copies)
+            flr_copies_set_clock(c->copies, c->clock);
         cl_publish_progress(c, 0);
     }
     return rv;

@@ -41,6 +41,9 @@ struct flr_client_opts {
     int start_timeout_ms; /* how long open() waits for the job to start (default 120000) */
     uint32_t max_keys;    /* keys per message before splitting (default 1 Mi) */
     size_t max_msg;       /* largest message accepted (default 256 MiB) */
+    const char *listen;   /* recovery flr: where the worker's recovery endpoint listens
+                             (default "tcp://127.0.0.1:0"; endpoint above, if set, is
+                             what the worker advertises instead of the URL bound) */
 };
 
 /* Fills the defaults above (zk and job stay NULL). */
@@ -50,6 +53,11 @@ void flr_client_opts_default(struct flr_client_opts *o);
  * Connects to ZooKeeper, registers the worker, waits for the job to start (the
  * coordinator has assigned every shard), and reads the job spec and shard map.  Returns 0
  * or an FLR_E* code with a one-line reason in why.
+ *
+ * When the job's recovery is "flr" (docs/recovery.md) the client also keeps copies of the
+ * rows it pulls and a log of the pushes it sends, and answers the servers' REPLICATE,
+ * MANIFEST_REQ and REBUILD_REQ on its own endpoint (opened here, before the worker
+ * registers with it).  Under any other mode it does none of this.
  */
 int flr_client_open(struct flr_client **cp, const struct flr_client_opts *o, char *why,
                     size_t whylen);

@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/opt.h"
 #include "common/prog.h"
+#include "common/shardmap.h"
 #include "common/spec.h"
 #include "flr_client.h"
 #include "model.h"
@@ -42,6 +43,8 @@ struct wrk_cfg {
     long long session_ms;
     long long timeout_ms;
     long long start_timeout_ms;
+    char listen[FLR_ENDPOINT_MAX];
+    char advertise[FLR_ENDPOINT_MAX];
     char log_level[16];
 };
 
@@ -76,6 +79,10 @@ static const struct flr_opt wrk_opts[] = {
               "exactly-once checks: write what this worker pushed to PREFIX.wID.pushed and, on "
               "worker 0 after every other worker finished, the final parameters to "
               "PREFIX.final (oracle model)"),
+    FLR_OPT_S("listen", struct wrk_cfg, listen, "tcp://127.0.0.1:0", "URL",
+              "recovery flr: where the worker's copies are served (port 0 picks a free port)"),
+    FLR_OPT_S("advertise", struct wrk_cfg, advertise, "", "URL",
+              "recovery flr: endpoint published in ZooKeeper (default: the bound listen URL)"),
     FLR_OPT_LOG_LEVEL(struct wrk_cfg, "info"),
     {0},
 };
@@ -116,6 +123,8 @@ int main(int argc, char **argv)
     co.session_ms = (int)cfg.session_ms;
     co.timeout_ms = (int)cfg.timeout_ms;
     co.start_timeout_ms = (int)cfg.start_timeout_ms;
+    co.listen = cfg.listen;
+    co.endpoint = cfg.advertise[0] ? cfg.advertise : NULL;
     if ((rv = flr_client_open(&c, &co, why, sizeof(why))) != 0) {
         flr_err("wrk.open", "worker %lld: %s", cfg.id, why);
         return 1;

@@ -1,0 +1,140 @@
+/*
+ * copies.h - what a worker keeps for lossless recovery (recovery = flr, docs/recovery.md):
+ * per shard, the copies of rows it pulled or was sent, the frontier records those copies
+ * refer to, and the update log of the pushes it sent.
+ *
+ * One store per client.  Every function takes the store's one mutex, so the client's
+ * thread (which adds copies and log entries) and the keeper endpoint's nng threads (which
+ * add replicated rows and read everything for a rebuild) may call in at any time.
+ *
+ * A copy is kept in the format servers export rows in: width = dim * (1 + nslots) floats
+ * (value, then optimizer slots), the u64 stamp S of the shard when the row was read, then
+ * the u32 optimizer step count, all little-endian.  The row's stamp field is the copy's S;
+ * of two copies of a row the one with the larger S is kept.
+ *
+ * A frontier record (S, C, V[num_workers]) says what a copy read at stamp S contains.  The
+ * store keeps the records some copy refers to and forgets the others now and then.
+ *
+ * Log entries are kept per shard in push sequence (pseq) order.  The store assigns pseqs
+ * (incarnation base + 1, 2, ... per shard) so that the counter and the log cannot disagree.
+ */
+#ifndef FLR_COPIES_H
+#define FLR_COPIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/spec.h"
+
+struct flr_copies;
+
+struct flr_copies_stats {
+    uint64_t rows;        /* copies held, all shards and tables */
+    uint64_t copy_bytes;  /* their keys and rows */
+    uint64_t records;     /* frontier records held */
+    uint64_t log_entries; /* update log entries held */
+    uint64_t log_bytes;   /* their keys and gradients */
+};
+
+/* What a worker tells a rebuilding server about one shard (the MANIFEST). */
+struct flr_copies_manifest {
+    int64_t clock;           /* the worker's clock */
+    uint64_t incarnation;    /* its incarnation base */
+    uint64_t pseq_sent;      /* largest pseq assigned for the shard, or the base if none */
+    uint64_t pseq_truncated; /* largest pseq truncated from the shard's log, 0 if none */
+    uint64_t rows;           /* copies of the shard's rows */
+    uint64_t log_entries;
+    uint64_t log_bytes;
+    size_t nrecords;
+    uint64_t *records; /* malloc'd, owned by the caller: per record S, C, V[0..W-1] */
+};
+
+/* One log entry as copied out of the store; keys and grads are malloc'd, owned by the
+ * caller (free them with flr_copies_entry_fini). */
+struct flr_copies_entry {
+    uint64_t pseq;
+    int64_t clock;
+    uint32_t table;
+    uint32_t nkeys;
+    uint32_t dim;
+    uint64_t stamp; /* the stamp the push was acknowledged at, 0 when not (yet) known */
+    int acked;
+    uint64_t *keys;
+    float *grads; /* nkeys * dim */
+};
+
+/* Bytes of one row of the table in the export format. */
+size_t flr_copies_row_bytes(const struct flr_table_spec *t);
+
+/* Allocates an empty store for the job (the spec is copied) and the incarnation base inc.
+ * Returns 0, FLR_EINVAL (no shards or workers) or FLR_ENOMEM. */
+int flr_copies_alloc(struct flr_copies **cp, const struct flr_job_spec *spec, uint64_t inc);
+void flr_copies_free(struct flr_copies *cs);
+
+/* The worker's current clock, as the MANIFEST reports it. */
+void flr_copies_set_clock(struct flr_copies *cs, int64_t clock);
+
+/*
+ * Stores copies of n rows of one table of one shard, read at stamp S, and the record
+ * (S, C, V).  V is num_workers u64 (unaligned is fine) or NULL for zeros.  A row replaces
+ * the copy held only when S is larger.
+ *
+ * flr_copies_put_rows takes full rows in the export format (n * flr_copies_row_bytes); the
+ * stamp field of each is set to S.  flr_copies_put_pulled takes the dim floats per key of
+ * a pull reply of a slot-free table (steps 0).  Keys are not checked here.  Both return 0,
+ * FLR_EINVAL (shard out of range; a table with slots for put_pulled), FLR_EUNKNOWN_TABLE
+ * or FLR_ENOMEM (then some rows may have been stored).
+ */
+int flr_copies_put_rows(struct flr_copies *cs, uint32_t shard, uint32_t table, const void *keys,
+                        uint32_t n, const void *rows, uint64_t S, int64_t C, const void *V);
+int flr_copies_put_pulled(struct flr_copies *cs, uint32_t shard, uint32_t table, const void *keys,
+                          uint32_t n, const void *vals, uint64_t S, int64_t C, const void *V);
+
+/* Copies the row held for key into row (flr_copies_row_bytes bytes).  0 or
+ * FLR_ENOT_FOUND (or FLR_EINVAL / FLR_EUNKNOWN_TABLE). */
+int flr_copies_get(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t key, void *row);
+
+/*
+ * Copies out one page of a shard's copies of a table: the keys >= cursor in ascending
+ * order, at most max_rows of them and at most max_bytes of keys and rows (but at least
+ * one).  *keys and *rows are malloc'd (NULL when *n is 0) and owned by the caller; *next
+ * is the cursor to continue from, UINT64_MAX when this page holds the last key.
+ */
+int flr_copies_page(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
+                    uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
+                    uint64_t *next);
+
+/*
+ * Appends a push of n keys and gradients (n * dim floats of the table) of clock to the
+ * shard's log, before it is first sent, and assigns its pseq.  0, FLR_EINVAL,
+ * FLR_EUNKNOWN_TABLE or FLR_ENOMEM (then nothing was appended and no pseq used).
+ */
+int flr_copies_log_append(struct flr_copies *cs, uint32_t shard, int64_t clock, uint32_t table,
+                          const uint64_t *keys, uint32_t n, const float *grads, uint64_t *pseq);
+
+/* Takes back the shard's newest entry, never sent, and its pseq, so that pseqs stay
+ * gapless.  0, or FLR_EINVAL when pseq is not the newest one assigned. */
+int flr_copies_log_cancel(struct flr_copies *cs, uint32_t shard, uint64_t pseq);
+
+/* Marks an entry acknowledged at stamp (0 when unknown).  0 or FLR_ENOT_FOUND. */
+int flr_copies_log_ack(struct flr_copies *cs, uint32_t shard, uint64_t pseq, uint64_t stamp);
+
+/* Removes an entry the server refused (it was not applied).  0 or FLR_ENOT_FOUND. */
+int flr_copies_log_drop(struct flr_copies *cs, uint32_t shard, uint64_t pseq);
+
+/* Drops the shard's oldest entries that are acknowledged and have pseq <= covered; stops
+ * at the first entry that is not.  Out-of-range shards are ignored. */
+void flr_copies_log_truncate(struct flr_copies *cs, uint32_t shard, uint64_t covered);
+
+/* Copies out the shard's first entry with pseq > cursor.  *next is its pseq, or UINT64_MAX
+ * when it is the last one.  0, FLR_ENOT_FOUND (no such entry), FLR_EINVAL or FLR_ENOMEM. */
+int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
+                        struct flr_copies_entry *e, uint64_t *next);
+void flr_copies_entry_fini(struct flr_copies_entry *e);
+
+/* Fills the shard's manifest.  0, FLR_EINVAL or FLR_ENOMEM. */
+int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, struct flr_copies_manifest *m);
+
+void flr_copies_stats(struct flr_copies *cs, struct flr_copies_stats *st);
+
+#endif
