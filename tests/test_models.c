@@ -198,7 +198,10 @@ static void registry_finds_every_listed_model(void **state)
         assert_non_null(ops->grad);
         assert_non_null(ops->predict);
     }
-    assert_int_equal(i, 3);
+    assert_int_equal(i, 4);
+    assert_int_equal(flr_model_find("oracle")->data, FLR_DATA_CTR);
+    assert_int_equal(flr_model_find("oracle")->default_optim, FLR_OPT_SGD);
+    assert_true(flr_model_find("oracle")->sparse_rows > 0);
     assert_int_equal(flr_model_find("softmax")->data, FLR_DATA_FMNIST);
     assert_int_equal(flr_model_find("softmax")->nout, 10);
     assert_int_equal(flr_model_find("mlp")->nout, 10);
@@ -860,10 +863,65 @@ static void ctr_learns_synthetic_clicks_locally(void **state)
     free(truth);
 }
 
+/* The oracle's gradients are integers, and a batch's are the sums of its samples': what a
+ * job pushes in total does not depend on how samples are grouped or ordered. */
+static void oracle_pushes_additive_integers(void **state)
+{
+    const struct flr_model_ops *ops = flr_model_find("oracle");
+    float *truth = calloc(1u << CTR_TEST_BITS, sizeof(float));
+    struct flr_model_cfg c;
+    struct flr_dataset d;
+    struct flr_batch all = {0}, part = {0};
+    uint32_t idx[32];
+    double loss;
+    void *m;
+
+    (void)state;
+    assert_non_null(truth);
+    make_ctr(&d, 200, 50, 5, truth);
+    cfg_init(&c, "oracle");
+    c.hidden = 8;
+    assert_int_equal(ops->alloc(&m, &c), 0);
+    for (uint32_t i = 0; i < 32; i++)
+        idx[i] = i * 3;
+    assert_int_equal(ops->keys(m, &d, idx, 32, &all), 0);
+    memset(all.t[0].vals, 0, (size_t)all.t[0].nkeys * all.t[0].dim * sizeof(float));
+    assert_int_equal(ops->grad(m, &d, idx, 32, &all, 0.25f, &loss), 0);
+    for (uint32_t t = 0; t < all.ntables; t++)
+        for (size_t i = 0; i < (size_t)all.t[t].nkeys * all.t[t].dim; i++)
+            assert_true(all.t[t].grads[i] == floorf(all.t[t].grads[i]));
+    /* The dense table: the sum over the two halves, in the other order, is the whole. */
+    {
+        size_t nd = (size_t)all.t[0].nkeys * all.t[0].dim;
+        float *sum = calloc(nd, sizeof(float));
+        int any = 0;
+        assert_non_null(sum);
+        for (int h = 1; h >= 0; h--) {
+            assert_int_equal(ops->keys(m, &d, idx + 16 * h, 16, &part), 0);
+            memset(part.t[0].vals, 0, nd * sizeof(float));
+            assert_int_equal(ops->grad(m, &d, idx + 16 * h, 16, &part, 1.0f, &loss), 0);
+            for (size_t i = 0; i < nd; i++)
+                sum[i] += part.t[0].grads[i];
+        }
+        for (size_t i = 0; i < nd; i++) {
+            assert_true(sum[i] == all.t[0].grads[i]);
+            any |= sum[i] != 0;
+        }
+        assert_true(any);
+        free(sum);
+    }
+    flr_batch_fini(&all);
+    flr_batch_fini(&part);
+    ops->free(m);
+    flr_dataset_fini(&d);
+    free(truth);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(registry_finds_every_listed_model),
+        cmocka_unit_test(oracle_pushes_additive_integers),
         cmocka_unit_test(tables_describe_shapes_init_and_optimizer),
         cmocka_unit_test(dense_keys_cover_every_row_and_reuse_buffers),
         cmocka_unit_test(ctr_keys_are_the_sorted_unique_features),
