@@ -25,8 +25,8 @@ check() {
         }' "$1".w*.pushed "$1".final
 }
 
-# run JOB CONSISTENCY SERVERS K KILLS SEED: one job; KILLS servers are killed at once at a
-# seeded random moment of the training.
+# run JOB CONSISTENCY SERVERS K KILLS SEED: one job; KILLS servers are killed at once (by
+# flrctl kill-server, SIGKILL through the coordinator) at a seeded random moment.
 run() {
     local job=$1 cons=$2 ns=$3 k=$4 kills=$5 seed=$6 i nw=3
     RANDOM=$seed
@@ -39,10 +39,14 @@ run() {
             --train "$T/ctr/train.tsv" --epochs 3 --batch 64 --evaluate no \
             --oracle-out "$T/$job" --session-timeout 1000
     done
-    wait_for 60 grep -q 'coord.job_running' "$T/$job-coord.log" || fail "$job: did not start"
-    sleep "$(awk -v r=$RANDOM 'BEGIN { printf "%.2f", 1 + r % 3000 / 1000 }')"
+    # A seeded random moment: once the slowest worker has done AT iterations (of 375).
+    local at=$((30 + RANDOM % 220))
+    wait_for 120 sh -c "'$B/flrctl' --zk '$ZK' --job '$job' status --json 2>/dev/null |
+        jq -e '[.workers[].clock] | length == $nw and min >= $at' >/dev/null" ||
+        fail "$job: the workers did not reach iteration $at"
+    local first=$((RANDOM % ns))
     for ((i = 0; i < kills; i++)); do
-        "$B/flrctl" --zk "$ZK" --job "$job" kill-server $(((i + RANDOM) % ns)) >>"$T/$job-kill.log" 2>&1 ||
+        "$B/flrctl" --zk "$ZK" --job "$job" kill-server $(((first + i) % ns)) >>"$T/$job-kill.log" 2>&1 ||
             fail "$job: flrctl kill-server failed"
     done
     cluster_wait "$job-coord" 300 || fail "$job: coordinator did not finish"
