@@ -121,8 +121,10 @@ struct flr_client {
 
     /* Recovery flr (docs/recovery.md); all NULL or 0 under any other mode. */
     char listen[FLR_ENDPOINT_MAX];
-    uint64_t inc;              /* incarnation base */
-    struct flr_copies *copies; /* copies, records and update log */
+    uint64_t inc;                        /* incarnation base */
+    struct flr_copies *copies;           /* copies, records and update log */
+    uint64_t bytes_sent, bytes_received; /* requests and replies on the data path */
+    uint64_t peak_copy_bytes, peak_log_bytes;
     struct flr_keeper *keeper; /* the endpoint servers replicate to and rebuild from */
 };
 
@@ -797,6 +799,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
         ch->state = 2;
         return;
     }
+    c->bytes_sent += nng_msg_len(msg);
     flr_call_start(&ch->call, conn, msg, c->o.timeout_ms, op->wg);
 }
 
@@ -855,6 +858,7 @@ static int cl_op_collect(struct flr_op *op)
             retry = 1;
             continue;
         }
+        c->bytes_received += nng_msg_len(ch->call.reply);
         rv = flr_msg_decode(&r, nng_msg_body(ch->call.reply), nng_msg_len(ch->call.reply), &c->lim,
                             &c->zone, why, sizeof(why));
         if (rv == 0 && r.status != 0) {
@@ -1149,8 +1153,15 @@ int flr_clock(struct flr_client *c)
     cl_op_put(op);
     if (rv == 0) {
         c->clock++;
-        if (c->copies)
+        if (c->copies) {
+            struct flr_copies_stats st;
             flr_copies_set_clock(c->copies, c->clock);
+            flr_copies_stats(c->copies, &st);
+            if (st.copy_bytes > c->peak_copy_bytes)
+                c->peak_copy_bytes = st.copy_bytes;
+            if (st.log_bytes > c->peak_log_bytes)
+                c->peak_log_bytes = st.log_bytes;
+        }
         cl_publish_progress(c, 0);
     }
     return rv;
@@ -1216,4 +1227,20 @@ int flr_client_wait_others(struct flr_client *c, int timeout_ms)
             return cl_fail(c, FLR_ETIMEOUT, "%s", "the other workers did not finish in time");
         usleep(100 * 1000);
     }
+}
+
+void flr_client_traffic(struct flr_client *c, struct flr_client_traffic *t)
+{
+    struct flr_copies_stats st = {0};
+
+    memset(t, 0, sizeof(*t));
+    t->sent = c->bytes_sent;
+    t->received = c->bytes_received;
+    flr_keeper_traffic(c->keeper, &t->keeper_in, &t->keeper_out);
+    if (c->copies)
+        flr_copies_stats(c->copies, &st);
+    t->copy_bytes = st.copy_bytes;
+    t->log_bytes = st.log_bytes;
+    t->peak_copy_bytes = c->peak_copy_bytes > st.copy_bytes ? c->peak_copy_bytes : st.copy_bytes;
+    t->peak_log_bytes = c->peak_log_bytes > st.log_bytes ? c->peak_log_bytes : st.log_bytes;
 }

@@ -123,4 +123,15 @@ const char *flr_client_last_error(const struct flr_client *c);
  * Returns 0, FLR_ETIMEOUT or a ZooKeeper error. */
 int flr_client_wait_others(struct flr_client *c, int timeout_ms);
 
+/* What a worker moved and holds: data-path bytes sent and received, its recovery
+ * endpoint's bytes in (REPLICATE) and out (rebuild streams), and the memory of its copies
+ * and update log (now and at the largest seen at a clock). */
+struct flr_client_traffic {
+    uint64_t sent, received;
+    uint64_t keeper_in, keeper_out;
+    uint64_t copy_bytes, log_bytes;
+    uint64_t peak_copy_bytes, peak_log_bytes;
+};
+void flr_client_traffic(struct flr_client *c, struct flr_client_traffic *t);
+
 #endif

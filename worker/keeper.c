@@ -17,6 +17,7 @@ struct flr_keeper {
     struct flr_keeper_ctx ctx;
     struct flr_proto_limits lim;
     struct flr_rep *rep;
+    uint64_t bytes_in, bytes_out; /* updated atomically: nng threads answer */
 };
 
 /* The reply header for request m: same shard, epoch and request id, from this worker. */
@@ -230,6 +231,7 @@ static void kp_on_request(void *arg, struct flr_req *req, nng_msg *msg)
     int rv;
 
     msgpack_zone_init(&zone, 1024);
+    __atomic_add_fetch(&k->bytes_in, nng_msg_len(msg), __ATOMIC_RELAXED);
     rv = flr_msg_decode(&m, nng_msg_body(msg), nng_msg_len(msg), &k->lim, &zone, why, sizeof(why));
     if (rv != 0) {
         /* Answer as far as the header could be read, so the sender sees why. */
@@ -242,7 +244,15 @@ static void kp_on_request(void *arg, struct flr_req *req, nng_msg *msg)
     }
     msgpack_zone_destroy(&zone);
     nng_msg_free(msg);
+    if (reply)
+        __atomic_add_fetch(&k->bytes_out, nng_msg_len(reply), __ATOMIC_RELAXED);
     flr_rep_reply(req, reply);
+}
+
+void flr_keeper_traffic(const struct flr_keeper *k, uint64_t *in, uint64_t *out)
+{
+    *in = k ? __atomic_load_n(&k->bytes_in, __ATOMIC_RELAXED) : 0;
+    *out = k ? __atomic_load_n(&k->bytes_out, __ATOMIC_RELAXED) : 0;
 }
 
 int flr_keeper_open(struct flr_keeper **kp, const char *url, const struct flr_keeper_ctx *ctx,

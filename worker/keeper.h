@@ -58,4 +58,7 @@ const char *flr_keeper_url(const struct flr_keeper *k);
 /* Stops answering (waits for handlers running) and frees. */
 void flr_keeper_close(struct flr_keeper *k);
 
+/* Bytes the endpoint received (REPLICATE, requests) and sent (answers, rebuild streams). */
+void flr_keeper_traffic(const struct flr_keeper *k, uint64_t *in, uint64_t *out);
+
 #endif

@@ -448,6 +448,17 @@ int flr_train_run(struct flr_client *c, const struct flr_train_cfg *cfg, char **
                     "iterations", (json_int_t)iterations, "train_loss", last_loss, "train_seconds",
                     (flr_now_ms() - t0) / 1000.0);
     json_object_set_new(res, "batch", json_integer(cfg->batch));
+    {
+        struct flr_client_traffic tr;
+        flr_client_traffic(c, &tr);
+        json_object_set_new(res, "traffic",
+                            json_pack("{sI sI sI sI sI sI}", "sent_bytes", (json_int_t)tr.sent,
+                                      "received_bytes", (json_int_t)tr.received,
+                                      "replicated_in_bytes", (json_int_t)tr.keeper_in,
+                                      "rebuild_out_bytes", (json_int_t)tr.keeper_out,
+                                      "peak_copy_bytes", (json_int_t)tr.peak_copy_bytes,
+                                      "peak_log_bytes", (json_int_t)tr.peak_log_bytes));
+    }
     if (start > 0)
         json_object_set_new(res, "rejoined_at_clock", json_integer(start));
     if (cfg->evaluate) {
