@@ -17,6 +17,17 @@
  * twice, replaying none could lose some.  The row falls back to another copy, else to its
  * initial value plus every log entry, and the ignored copy is counted; a worker keeps the
  * records its copies refer to, so this only happens when a worker breaks that rule.
+ *
+ * Per worker, the network part moves through these states (struct rb_peer, phase):
+ *
+ *     ABSENT --node listed--> MANIFEST --MANIFEST ok--> COPIES (table by table)
+ *            --last page of the last table--> LOG --last entry--> DONE
+ *     MANIFEST, COPIES, LOG --no answer or a bad reply--> FAILED (its manifest and entries
+ *            are dropped) --listed again after a pause--> MANIFEST
+ *     any state but DONE --node gone--> ABSENT (dropped likewise)
+ *
+ * rb_list() (with rb_peer_restart) and rb_peer_fail() perform the transitions out of the
+ * normal path, rb_take_reply() the others.  The rebuild ends when every listed worker is DONE.
  */
 #include "rebuild.h"
 
@@ -27,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "common/jobpaths.h"
@@ -753,5 +765,422 @@ int flr_rebuild_finish(struct flr_rebuild *rb, struct flr_rebuild_result *r)
 
 fail:
     flr_rebuild_result_free(r);
+    return rv;
+}
+
+/* ---- the network part ------------------------------------------------------------------- */
+
+enum rb_phase { RB_ABSENT, RB_MANIFEST, RB_COPIES, RB_LOG, RB_DONE, RB_FAILED };
+
+static const char *const rb_phase_name[] = {"absent", "manifest", "copies",
+                                            "log",    "done",     "failed"};
+
+/* How often the worker list is read again while nothing failed. */
+#define RB_RELIST_MS 1000
+
+/* One worker as the rebuild talks to it. */
+struct rb_peer {
+    uint32_t id;
+    enum rb_phase phase;
+    char endpoint[FLR_ENDPOINT_MAX];
+    struct flr_conn *conn;
+    struct flr_call call; /* initialised while conn is open */
+    int busy;             /* a request is in flight */
+    uint32_t table_idx;   /* RB_COPIES: the spec's table being streamed */
+    uint64_t cursor;
+    int64_t retry_at; /* RB_FAILED: when to ask again */
+};
+
+struct rb_net {
+    const struct flr_rebuild_cfg *cfg;
+    struct flr_shard *sh;
+    struct flr_rebuild *rb;
+    uint32_t npeers;
+    struct rb_peer *peers;
+    struct flr_waitgroup *wg;
+    msgpack_zone zone;
+    uint64_t next_id;
+    uint64_t bytes;
+    int64_t listed_ms; /* when /workers was last read */
+};
+
+static void rb_peer_disconnect(struct rb_peer *p)
+{
+    if (!p->conn)
+        return;
+    /* A call must be finished before its connection closes. */
+    flr_call_fini(&p->call);
+    flr_conn_close(p->conn);
+    p->conn = NULL;
+    p->busy = 0;
+}
+
+/* Starts over with a worker at endpoint: MANIFEST first.  What it sent before is dropped. */
+static int rb_peer_restart(struct rb_net *n, struct rb_peer *p, const char *endpoint)
+{
+    char why[256];
+    int rv;
+
+    rb_peer_disconnect(p);
+    flr_rebuild_drop_worker(n->rb, p->id);
+    snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
+    p->table_idx = 0;
+    p->cursor = 0;
+    if ((rv = flr_conn_open(&p->conn, endpoint, n->cfg->lim->max_size, why, sizeof(why))) != 0) {
+        flr_warn("srv.rebuild", "shard %u: cannot dial worker %u at %s: %s", n->cfg->shard, p->id,
+                 endpoint, why);
+        p->conn = NULL;
+        return rv;
+    }
+    if ((rv = flr_call_init(&p->call)) != 0) {
+        flr_conn_close(p->conn);
+        p->conn = NULL;
+        return rv;
+    }
+    p->phase = RB_MANIFEST;
+    return 0;
+}
+
+/* A worker failed: forget what it sent and ask it again after a pause. */
+static void rb_peer_fail(struct rb_net *n, struct rb_peer *p, const char *what)
+{
+    flr_warn("srv.rebuild",
+             "shard %u: worker %u (%s) failed while sending its %s: %s; asking it "
+             "again",
+             n->cfg->shard, p->id, p->endpoint, rb_phase_name[p->phase], what);
+    rb_peer_disconnect(p);
+    flr_rebuild_drop_worker(n->rb, p->id);
+    p->phase = RB_FAILED;
+    p->retry_at = flr_now_ms() + n->cfg->retry_ms;
+    n->listed_ms = 0; /* its node may be gone: read the list again soon */
+}
+
+/* Reads a worker's endpoint from its node.  Returns 0, FLR_EZK_NONODE or an error. */
+static int rb_worker_endpoint(struct rb_net *n, uint32_t w, char *out, size_t len)
+{
+    char path[FLR_PATH_MAX], *data;
+    json_t *doc, *ep;
+    int dlen, rv;
+
+    flr_job_node(path, sizeof(path), n->cfg->job, "workers", w);
+    if ((rv = flr_zk_get(n->cfg->zk, path, 0, &data, &dlen, NULL, NULL)) != 0)
+        return rv;
+    doc = json_loadb(data, (size_t)dlen, 0, NULL);
+    free(data);
+    ep = json_object_get(doc, "endpoint");
+    rv = json_is_string(ep) && json_string_length(ep) > 0 && json_string_length(ep) < len
+             ? 0
+             : FLR_EFORMAT;
+    if (rv == 0)
+        snprintf(out, len, "%s", json_string_value(ep));
+    json_decref(doc);
+    return rv;
+}
+
+/* Reads /workers: starts talking to workers that appeared (or are due for another try)
+ * and forgets those whose node is gone. */
+static int rb_list(struct rb_net *n)
+{
+    char path[FLR_PATH_MAX], **names = NULL, ep[FLR_ENDPOINT_MAX];
+    uint8_t *listed;
+    int nn = 0, rv;
+
+    if (!(listed = calloc(n->npeers ? n->npeers : 1, 1)))
+        return FLR_ENOMEM;
+    flr_job_path(path, sizeof(path), n->cfg->job, "/workers");
+    if ((rv = flr_zk_children(n->cfg->zk, path, 0, &names, &nn)) != 0)
+        goto out;
+    for (int i = 0; i < nn; i++) {
+        char *end;
+        unsigned long w = strtoul(names[i], &end, 10);
+        struct rb_peer *p;
+
+        if (*end || w >= n->npeers)
+            continue;
+        p = &n->peers[w];
+        if (p->phase == RB_DONE) {
+            listed[w] = 1;
+            continue;
+        }
+        rv = rb_worker_endpoint(n, (uint32_t)w, ep, sizeof(ep));
+        if (rv == FLR_EZK_NONODE)
+            continue;
+        if (rv == FLR_EFORMAT) {
+            /* A worker that has not published its endpoint yet: look again later. */
+            listed[w] = 1;
+            continue;
+        }
+        if (rv != 0)
+            goto out;
+        listed[w] = 1;
+        if (p->phase == RB_ABSENT || (p->phase == RB_FAILED && flr_now_ms() >= p->retry_at) ||
+            (p->phase != RB_FAILED && strcmp(ep, p->endpoint) != 0)) {
+            if (rb_peer_restart(n, p, ep) != 0) {
+                p->phase = RB_FAILED;
+                p->retry_at = flr_now_ms() + n->cfg->retry_ms;
+            }
+        }
+    }
+    for (uint32_t w = 0; w < n->npeers; w++) {
+        struct rb_peer *p = &n->peers[w];
+        if (listed[w] || p->phase == RB_ABSENT || p->phase == RB_DONE)
+            continue;
+        flr_notice("srv.rebuild", "shard %u: worker %u is gone; rebuilding without it",
+                   n->cfg->shard, w);
+        rb_peer_disconnect(p);
+        flr_rebuild_drop_worker(n->rb, w);
+        p->phase = RB_ABSENT;
+    }
+    rv = 0;
+    n->listed_ms = flr_now_ms();
+out:
+    flr_zk_free_names(names, nn);
+    free(listed);
+    return rv;
+}
+
+/* Sends the request the worker's phase calls for. */
+static int rb_peer_ask(struct rb_net *n, struct rb_peer *p)
+{
+    struct flr_msg m = {0};
+    nng_msg *req;
+    int rv;
+
+    m.type = p->phase == RB_MANIFEST ? FLR_MSG_MANIFEST_REQ : FLR_MSG_REBUILD_REQ;
+    m.job = n->cfg->job;
+    m.job_len = (uint32_t)strlen(n->cfg->job);
+    m.sender = n->cfg->self;
+    m.shard = n->cfg->shard;
+    m.shard_epoch = flr_shard_epoch(n->sh);
+    m.request_id = ++n->next_id;
+    m.table = p->phase == RB_COPIES ? n->cfg->spec->tables[p->table_idx].id : FLR_REBUILD_LOG;
+    m.aux = p->cursor;
+    if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0)
+        return rv;
+    flr_call_start(&p->call, p->conn, req, n->cfg->call_timeout_ms, n->wg);
+    p->busy = 1;
+    return 0;
+}
+
+/* Reads a non-negative integer member of a JSON object. */
+static int rb_json_u64(json_t *doc, const char *name, uint64_t *v)
+{
+    json_t *x = json_object_get(doc, name);
+
+    if (!json_is_integer(x) || json_integer_value(x) < 0)
+        return FLR_EFORMAT;
+    *v = (uint64_t)json_integer_value(x);
+    return 0;
+}
+
+static int rb_take_manifest(struct rb_net *n, struct rb_peer *p, const struct flr_msg *r, char *why,
+                            size_t whylen)
+{
+    struct flr_rebuild_manifest man = {0};
+    uint64_t worker;
+    json_t *doc = json_loadb(r->text, r->text_len, 0, NULL), *c;
+    int rv;
+
+    c = json_object_get(doc, "clock");
+    if (!json_is_object(doc) || rb_json_u64(doc, "worker", &worker) != 0 || !json_is_integer(c) ||
+        rb_json_u64(doc, "incarnation", &man.incarnation) != 0 ||
+        rb_json_u64(doc, "pseq_sent", &man.pseq_sent) != 0 ||
+        rb_json_u64(doc, "pseq_truncated", &man.pseq_truncated) != 0) {
+        json_decref(doc);
+        return rb_fail(why, whylen, FLR_EFORMAT,
+                       "manifest is not {\"worker\",\"clock\",\"incarnation\",\"pseq_sent\","
+                       "\"pseq_truncated\",...} with integers");
+    }
+    man.clock = (int64_t)json_integer_value(c);
+    json_decref(doc);
+    if (worker != p->id)
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST, "manifest of worker %" PRIu64, worker);
+    if ((rv = flr_rebuild_add_manifest(n->rb, p->id, &man, r->extra, r->extra_len, why, whylen)) !=
+        0)
+        return rv;
+    p->phase = n->cfg->spec->ntables > 0 ? RB_COPIES : RB_LOG;
+    p->table_idx = 0;
+    p->cursor = 0;
+    return 0;
+}
+
+/* Takes a worker's reply: validates it, feeds the core and moves the worker on.  Returns 0
+ * or the reason the worker failed (in why). */
+static int rb_take_reply(struct rb_net *n, struct rb_peer *p, char *why, size_t whylen)
+{
+    nng_msg *reply = p->call.reply;
+    int want = p->phase == RB_MANIFEST ? FLR_MSG_MANIFEST : FLR_MSG_REBUILD_STREAM;
+    struct flr_msg r;
+    int rv;
+
+    p->call.reply = NULL;
+    if (p->call.rv != 0) {
+        nng_msg_free(reply);
+        return rb_fail(why, whylen, p->call.rv, "no answer: %s", flr_strerror(p->call.rv));
+    }
+    n->bytes += nng_msg_len(reply);
+    if ((rv = flr_msg_decode(&r, nng_msg_body(reply), nng_msg_len(reply), n->cfg->lim, &n->zone,
+                             why, whylen)) != 0)
+        goto bad;
+    if (r.type != want || r.status != 0 || r.shard != n->cfg->shard) {
+        rv = r.status ? r.status : FLR_EBAD_REQUEST;
+        rb_fail(why, whylen, rv, "%s (status %s, shard %" PRIu32 "): %.*s",
+                flr_msg_type_name(r.type), flr_errname(r.status), r.shard, (int)r.reason_len,
+                r.reason ? r.reason : "");
+        goto bad;
+    }
+    if (p->phase == RB_MANIFEST) {
+        rv = rb_take_manifest(n, p, &r, why, whylen);
+        nng_msg_free(reply);
+        return rv;
+    }
+    if (r.aux == p->cursor) {
+        rv = rb_fail(why, whylen, FLR_EBAD_REQUEST, "cursor %" PRIu64 " did not advance", r.aux);
+        goto bad;
+    }
+    if (p->phase == RB_COPIES) {
+        uint32_t table = n->cfg->spec->tables[p->table_idx].id;
+        if (r.table != table) {
+            rv = rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                         "copies of table %" PRIu32 " when table %" PRIu32 " was asked for",
+                         r.table, table);
+            goto bad;
+        }
+        if ((rv = flr_rebuild_add_copies(n->rb, p->id, table, r.keys, r.nkeys, r.vals, r.vals_len,
+                                         why, whylen)) != 0)
+            goto bad;
+        nng_msg_free(reply);
+        p->cursor = r.aux;
+        if (p->cursor == UINT64_MAX) {
+            p->cursor = 0;
+            if (++p->table_idx == n->cfg->spec->ntables)
+                p->phase = RB_LOG;
+        }
+        return 0;
+    }
+    /* The log: one entry per reply, none in the reply that says the log is empty. */
+    if (r.nkeys > 0) {
+        struct flr_rebuild_entry e = {.table = r.table,
+                                      .clock = r.clock,
+                                      .pseq = r.seq,
+                                      .acked = r.stamp,
+                                      .keys = r.keys,
+                                      .nkeys = r.nkeys,
+                                      .grads = r.vals,
+                                      .grads_len = r.vals_len};
+        if ((rv = flr_rebuild_add_entry(n->rb, p->id, reply, &e, why, whylen)) != 0)
+            goto bad;
+    } else {
+        nng_msg_free(reply);
+    }
+    p->cursor = r.aux;
+    if (p->cursor == UINT64_MAX)
+        p->phase = RB_DONE;
+    return 0;
+
+bad:
+    nng_msg_free(reply);
+    return rv;
+}
+
+/* Waits for every request in flight, renewing the lease meanwhile. */
+static void rb_wait(struct rb_net *n)
+{
+    while (flr_waitgroup_timedwait(n->wg, 100) != 0)
+        if (n->cfg->keep_lease)
+            n->cfg->keep_lease(n->cfg->arg);
+}
+
+int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
+                      struct flr_rebuild_result *r)
+{
+    struct rb_net n = {.cfg = cfg, .sh = sh, .npeers = cfg->spec->num_workers};
+    const int64_t t0 = flr_now_ms();
+    char why[FLR_REASON_MAX];
+    int rv;
+
+    memset(r, 0, sizeof(*r));
+    if ((rv = flr_rebuild_alloc(&n.rb, cfg->spec, flr_shard_store(sh), cfg->shard, cfg->removed)) !=
+        0)
+        return rv;
+    if (!(n.peers = calloc(n.npeers ? n.npeers : 1, sizeof(*n.peers)))) {
+        rv = FLR_ENOMEM;
+        goto fail_peers;
+    }
+    for (uint32_t w = 0; w < n.npeers; w++)
+        n.peers[w].id = w;
+    if ((rv = flr_waitgroup_alloc(&n.wg)) != 0)
+        goto fail_wg;
+    msgpack_zone_init(&n.zone, 4096);
+
+    for (;;) {
+        int active = 0, waiting = 0;
+
+        if (flr_zk_expired(cfg->zk)) {
+            rv = FLR_EZK_EXPIRED;
+            goto out;
+        }
+        if (cfg->timeout_ms > 0 && flr_now_ms() - t0 > cfg->timeout_ms) {
+            rv = FLR_ETIMEOUT;
+            goto out;
+        }
+        if (n.listed_ms == 0 || flr_now_ms() - n.listed_ms >= RB_RELIST_MS) {
+            if ((rv = rb_list(&n)) != 0)
+                goto out;
+        }
+        for (uint32_t w = 0; w < n.npeers; w++) {
+            struct rb_peer *p = &n.peers[w];
+            if (p->phase == RB_FAILED)
+                waiting++;
+            if (p->phase != RB_MANIFEST && p->phase != RB_COPIES && p->phase != RB_LOG)
+                continue;
+            if ((rv = rb_peer_ask(&n, p)) != 0)
+                goto out;
+            active++;
+        }
+        if (active == 0 && waiting == 0)
+            break;
+        if (active == 0) {
+            /* Only failed workers are left: pause, then list again. */
+            usleep(50 * 1000);
+            if (cfg->keep_lease)
+                cfg->keep_lease(cfg->arg);
+            continue;
+        }
+        rb_wait(&n);
+        for (uint32_t w = 0; w < n.npeers; w++) {
+            struct rb_peer *p = &n.peers[w];
+            if (!p->busy)
+                continue;
+            p->busy = 0;
+            if ((rv = rb_take_reply(&n, p, why, sizeof(why))) == FLR_ENOMEM)
+                goto out;
+            if (rv != 0)
+                rb_peer_fail(&n, p, why);
+        }
+    }
+    if ((rv = flr_rebuild_finish(n.rb, r)) == 0) {
+        r->bytes = n.bytes;
+        r->ms = flr_now_ms() - t0;
+        if (flr_rebuild_copies_ignored(n.rb) > 0)
+            flr_warn("srv.rebuild",
+                     "shard %u: %llu copies ignored: no worker sent the record they were read at",
+                     cfg->shard, (unsigned long long)flr_rebuild_copies_ignored(n.rb));
+    }
+
+out:
+    /* Stop every call before anything it could call back into goes. */
+    for (uint32_t w = 0; w < n.npeers; w++)
+        if (n.peers[w].busy)
+            flr_call_cancel(&n.peers[w].call);
+    rb_wait(&n);
+    for (uint32_t w = 0; w < n.npeers; w++)
+        rb_peer_disconnect(&n.peers[w]);
+    msgpack_zone_destroy(&n.zone);
+    flr_waitgroup_free(n.wg);
+fail_wg:
+    free(n.peers);
+fail_peers:
+    flr_rebuild_free(n.rb);
     return rv;
 }

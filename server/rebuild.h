@@ -141,4 +141,40 @@ uint64_t flr_rebuild_copies_ignored(const struct flr_rebuild *rb);
  */
 int flr_rebuild_finish(struct flr_rebuild *rb, struct flr_rebuild_result *r);
 
+/* ---- the network part ---- */
+
+/* REBUILD_REQ's table for the update log. */
+#define FLR_REBUILD_LOG UINT32_MAX
+
+struct flr_rebuild_cfg {
+    struct flr_zk *zk;                  /* lists /workers and reads their endpoints */
+    const char *job;                    /* the job, as in every message */
+    uint32_t self;                      /* this server's id: the sender of the requests */
+    uint32_t shard;                     /* the shard being rebuilt */
+    const struct flr_job_spec *spec;    /* the job's spec */
+    const uint8_t *removed;             /* spec->num_workers flags, or NULL */
+    const struct flr_proto_limits *lim; /* for the workers' replies */
+    int call_timeout_ms;                /* a worker that takes longer failed */
+    int retry_ms;                       /* pause before asking a failed worker again */
+    int64_t timeout_ms;                 /* give up after this long (FLR_ETIMEOUT); 0 = never */
+    void (*keep_lease)(void *arg);      /* called often while waiting, may be NULL */
+    void *arg;
+};
+
+/*
+ * Rebuilds shard cfg->shard into sh, freshly opened at its new epoch and not served yet:
+ * asks every worker listed under /flr/<job>/workers for its MANIFEST, then streams its
+ * copies (table by table) and its log with REBUILD_REQ, the workers in parallel, and
+ * replays what the copies lack (flr_rebuild_finish).  A worker that does not answer, or
+ * answers something invalid, loses what it sent so far and is asked again until it answers
+ * or its node goes.  Runs on the shard's owner thread and blocks until done.
+ *
+ * On success *r describes the rebuild (bytes and ms included) and must be installed with
+ * flr_shard_restore() and then freed with flr_rebuild_result_free().  On failure *r is
+ * zeroed and sh is half rebuilt: close it.  Errors: FLR_ETIMEOUT (cfg->timeout_ms),
+ * FLR_EZK_EXPIRED, other ZooKeeper errors reading /workers, FLR_ENOMEM.
+ */
+int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
+                      struct flr_rebuild_result *r);
+
 #endif
