@@ -852,7 +852,20 @@ static void rb_peer_fail(struct rb_net *n, struct rb_peer *p, const char *what)
     flr_rebuild_drop_worker(n->rb, p->id);
     p->phase = RB_FAILED;
     p->retry_at = flr_now_ms() + n->cfg->retry_ms;
-    n->listed_ms = 0; /* its node may be gone: read the list again soon */
+}
+
+/* Whether /workers must be read again: periodically, and when a failed worker is due for
+ * another try (its node may be gone, or name another endpoint). */
+static int rb_list_due(const struct rb_net *n)
+{
+    const int64_t now = flr_now_ms();
+
+    if (n->listed_ms == 0 || now - n->listed_ms >= RB_RELIST_MS)
+        return 1;
+    for (uint32_t w = 0; w < n->npeers; w++)
+        if (n->peers[w].phase == RB_FAILED && now >= n->peers[w].retry_at)
+            return 1;
+    return 0;
 }
 
 /* Reads a worker's endpoint from its node.  Returns 0, FLR_EZK_NONODE or an error. */
@@ -1124,10 +1137,8 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
             rv = FLR_ETIMEOUT;
             goto out;
         }
-        if (n.listed_ms == 0 || flr_now_ms() - n.listed_ms >= RB_RELIST_MS) {
-            if ((rv = rb_list(&n)) != 0)
-                goto out;
-        }
+        if (rb_list_due(&n) && (rv = rb_list(&n)) != 0)
+            goto out;
         for (uint32_t w = 0; w < n.npeers; w++) {
             struct rb_peer *p = &n.peers[w];
             if (p->phase == RB_FAILED)

@@ -3,7 +3,8 @@
  * exactly once, a BSP rebuild equal bit for bit to the clock closes it replaces, ASP
  * containment by the copies' frontier vectors, optimizer slots taken from copies, the row
  * counts, the pushes of open clocks held with their messages, and bad contributions
- * rejected without a trace.
+ * rejected without a trace; and the whole exchange with fake workers over real sockets and a
+ * real ZooKeeper.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,11 +20,17 @@
 #include <nng/nng.h>
 
 #include "common/err.h"
+#include "common/jobpaths.h"
+#include "common/proto.h"
 #include "common/shardmap.h"
 #include "common/spec.h"
+#include "common/transport.h"
 #include "common/util.h"
+#include "common/zk.h"
 #include "server/rebuild.h"
+#include "server/shard.h"
 #include "server/store.h"
+#include "tests/testzk.h"
 
 #define NW     3
 #define DENSE  1 /* table id */
@@ -686,6 +693,273 @@ static void dropped_worker_keeps_its_copies_and_duplicates_apply_once(void **sta
     fix_close(&f);
 }
 
+/* ---- over the network ------------------------------------------------------------------- */
+
+/*
+ * Fake workers: each answers MANIFEST_REQ and REBUILD_REQ from the data below, on a REP
+ * socket of its own, answering on nng's thread (it only copies).  Worker 0 sends a bad
+ * page of copies the first time; worker 2's node names an endpoint where nobody listens,
+ * and the lease callback deletes that node after a few calls.
+ */
+#define NET_EPOCH 5
+#define NET_SELF  100
+
+struct keeper {
+    uint32_t id;
+    struct flr_rep *rep;
+    const char *manifest;
+    const uint64_t (*recs)[2 + NW];
+    size_t nrec;
+    const uint64_t *copy_keys; /* dense copies, one page */
+    const unsigned char *copy_rows;
+    uint32_t ncopies;
+    const struct flr_rebuild_entry *log;
+    size_t nlog;
+    int bad_pages; /* copy pages still to be answered wrongly */
+    int manifests; /* MANIFEST_REQs answered */
+};
+
+static struct flr_zk *net_zk;
+static struct flr_testzk net_tzk;
+static int net_lease_calls;
+
+static void keeper_on_request(void *arg, struct flr_req *req, nng_msg *msg)
+{
+    struct keeper *k = arg;
+    struct flr_proto_limits lim;
+    msgpack_zone zone;
+    struct flr_msg m, r = {0};
+    uint64_t swapped[2];
+    nng_msg *out = NULL;
+
+    flr_proto_limits_default(&lim);
+    msgpack_zone_init(&zone, 1024);
+    if (flr_msg_decode(&m, nng_msg_body(msg), nng_msg_len(msg), &lim, &zone, NULL, 0) != 0)
+        goto drop;
+    r.type = flr_reply_type(m.type);
+    r.job = "test";
+    r.job_len = 4;
+    r.sender = k->id;
+    r.shard = m.shard;
+    r.shard_epoch = m.shard_epoch;
+    r.request_id = m.request_id;
+    r.reason = "";
+    if (m.type == FLR_MSG_MANIFEST_REQ) {
+        k->manifests++;
+        r.text = k->manifest;
+        r.text_len = (uint32_t)strlen(k->manifest);
+        r.extra = k->recs;
+        r.extra_len = k->nrec * sizeof(k->recs[0]);
+    } else if (m.table == FLR_REBUILD_LOG) {
+        r.table = DENSE;
+        r.aux = UINT64_MAX;
+        if (m.aux < k->nlog) {
+            const struct flr_rebuild_entry *e = &k->log[m.aux];
+            r.table = e->table;
+            r.clock = e->clock;
+            r.seq = e->pseq;
+            r.stamp = e->acked;
+            r.keys = e->keys;
+            r.nkeys = e->nkeys;
+            r.vals = e->grads;
+            r.vals_len = e->grads_len;
+            r.aux = m.aux + 1 < k->nlog ? m.aux + 1 : UINT64_MAX;
+        }
+    } else {
+        r.table = m.table;
+        r.aux = UINT64_MAX;
+        if (m.table == DENSE && k->ncopies > 0) {
+            r.keys = k->copy_keys;
+            r.nkeys = k->ncopies;
+            r.vals = k->copy_rows;
+            r.vals_len = (uint64_t)k->ncopies * (DIM * 4 + 12);
+            if (k->bad_pages > 0 && k->ncopies >= 2) {
+                k->bad_pages--;
+                swapped[0] = k->copy_keys[1];
+                swapped[1] = k->copy_keys[0];
+                r.keys = swapped;
+                r.nkeys = 2;
+                r.vals_len = 2 * (DIM * 4 + 12);
+            }
+        }
+    }
+    if (flr_msg_to_nng(&out, &r, NULL) != 0)
+        out = NULL;
+drop:
+    msgpack_zone_destroy(&zone);
+    nng_msg_free(msg);
+    flr_rep_reply(req, out);
+}
+
+static void keeper_open(struct keeper *k)
+{
+    char why[256];
+
+    assert_int_equal(flr_rep_open(&k->rep, "tcp://127.0.0.1:0", 8, 1 << 20, keeper_on_request, k,
+                                  why, sizeof(why)),
+                     0);
+}
+
+static void worker_node(uint32_t w, const char *endpoint)
+{
+    char path[FLR_PATH_MAX], json[256];
+
+    flr_job_node(path, sizeof(path), "test", "workers", w);
+    snprintf(json, sizeof(json), "{\"id\":%u,\"endpoint\":\"%s\"}", w, endpoint);
+    assert_int_equal(flr_zk_create(net_zk, path, json, (int)strlen(json), 0, NULL, 0), 0);
+}
+
+/* The lease callback: counts, and after a few calls takes worker 2's node away. */
+static void net_keep_lease(void *arg)
+{
+    char path[FLR_PATH_MAX];
+
+    (void)arg;
+    if (++net_lease_calls == 5) {
+        flr_job_node(path, sizeof(path), "test", "workers", 2);
+        assert_int_equal(flr_zk_delete(net_zk, path, -1), 0);
+    }
+}
+
+static void rebuild_over_the_network_retries_a_bad_worker_and_drops_a_gone_one(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_shard *sh;
+    struct flr_rebuild_result r;
+    struct flr_proto_limits lim;
+    uint8_t removed[NW] = {0};
+    const uint64_t p1 = pseq(0, 1), p2 = pseq(0, 2), q1 = pseq(1, 1);
+    const uint64_t recs0[][2 + NW] = {{1, 0, p1, 0, 0}};
+    const uint64_t ckeys[] = {flr_key(DENSE, 0), flr_key(DENSE, 1)};
+    unsigned char crows[2 * (DIM * 4 + 12)];
+    const float c0[] = {-1, -1}, c1[] = {0, 0};
+    const uint64_t s1 = 1;
+    const uint32_t steps = 0;
+    const uint64_t k_p1[] = {flr_key(DENSE, 0), flr_key(DENSE, 4)}, k4 = flr_key(DENSE, 4),
+                   k5 = flr_key(DENSE, 5);
+    const float g_p1[] = {1, 1, 1, 1}, g_p2[] = {2, 2}, g_q1[] = {10, 10};
+    const struct flr_rebuild_entry log0[] = {{.table = DENSE,
+                                              .pseq = p1,
+                                              .acked = 1,
+                                              .keys = k_p1,
+                                              .nkeys = 2,
+                                              .grads = g_p1,
+                                              .grads_len = sizeof(g_p1)},
+                                             {.table = DENSE,
+                                              .pseq = p2,
+                                              .keys = &k4,
+                                              .nkeys = 1,
+                                              .grads = g_p2,
+                                              .grads_len = sizeof(g_p2)}};
+    const struct flr_rebuild_entry log1[] = {{.table = DENSE,
+                                              .pseq = q1,
+                                              .acked = 2,
+                                              .keys = &k5,
+                                              .nkeys = 1,
+                                              .grads = g_q1,
+                                              .grads_len = sizeof(g_q1)}};
+    char man0[256], man1[256];
+    struct keeper k0 = {.id = 0,
+                        .recs = recs0,
+                        .nrec = 1,
+                        .copy_keys = ckeys,
+                        .copy_rows = crows,
+                        .ncopies = 2,
+                        .log = log0,
+                        .nlog = 2,
+                        .bad_pages = 1};
+    struct keeper k1 = {.id = 1, .log = log1, .nlog = 1};
+    struct flr_rebuild_cfg cfg = {0};
+    const float *v;
+
+    (void)state;
+    job_set(&spec, FLR_ASP, 1);
+    memcpy(crows, c0, sizeof(c0));
+    memcpy(crows + 8, &s1, 8);
+    memcpy(crows + 16, &steps, 4);
+    memcpy(crows + 20, c1, sizeof(c1));
+    memcpy(crows + 28, &s1, 8);
+    memcpy(crows + 36, &steps, 4);
+    snprintf(man0, sizeof(man0),
+             "{\"worker\":0,\"clock\":4,\"incarnation\":%llu,\"pseq_sent\":%llu,"
+             "\"pseq_truncated\":0,\"rows\":2,\"log_entries\":2,\"log_bytes\":40}",
+             (unsigned long long)pseq(0, 0), (unsigned long long)p2);
+    snprintf(man1, sizeof(man1),
+             "{\"worker\":1,\"clock\":3,\"incarnation\":%llu,\"pseq_sent\":%llu,"
+             "\"pseq_truncated\":0,\"rows\":0,\"log_entries\":1,\"log_bytes\":16}",
+             (unsigned long long)pseq(1, 0), (unsigned long long)q1);
+    k0.manifest = man0;
+    k1.manifest = man1;
+    keeper_open(&k0);
+    keeper_open(&k1);
+    assert_int_equal(flr_zk_mkdirs(net_zk, "/flr/test/workers"), 0);
+    worker_node(0, flr_rep_url(k0.rep));
+    worker_node(1, flr_rep_url(k1.rep));
+    worker_node(2, "tcp://127.0.0.1:1");
+
+    assert_int_equal(flr_shard_open(&sh, &spec, 0, NET_EPOCH, NET_SELF), 0);
+    flr_proto_limits_default(&lim);
+    cfg.zk = net_zk;
+    cfg.job = "test";
+    cfg.self = NET_SELF;
+    cfg.shard = 0;
+    cfg.spec = &spec;
+    cfg.removed = removed;
+    cfg.lim = &lim;
+    cfg.call_timeout_ms = 200;
+    cfg.retry_ms = 50;
+    cfg.timeout_ms = 20000;
+    cfg.keep_lease = net_keep_lease;
+    assert_int_equal(flr_rebuild_shard(sh, &cfg, &r), 0);
+
+    v = flr_tshard_peek(flr_store_table(flr_shard_store(sh), DENSE), 0, NULL, NULL);
+    assert_true(v[0] == -1 && v[1] == -1);
+    v = flr_tshard_peek(flr_store_table(flr_shard_store(sh), DENSE), 4, NULL, NULL);
+    assert_true(v[0] == -3 && v[1] == -3);
+    v = flr_tshard_peek(flr_store_table(flr_shard_store(sh), DENSE), 5, NULL, NULL);
+    assert_true(v[0] == -10 && v[1] == -10);
+    assert_int_equal(k0.manifests, 2); /* asked again after its bad page */
+    assert_int_equal(r.workers, 2);
+    assert_int_equal(r.clock[0], 4);
+    assert_int_equal(r.clock[1], 3);
+    assert_int_equal(r.clock[2], -1);
+    assert_int_equal(r.frontier[0], p2);
+    assert_int_equal(r.frontier[1], q1);
+    assert_int_equal(r.rows_rebuilt, 2);
+    assert_int_equal(r.rows_from_log, 2);
+    assert_int_equal(r.entries_replayed, 3);
+    assert_true(r.bytes > 0);
+    assert_true(net_lease_calls >= 5);
+    flr_rebuild_result_free(&r);
+    flr_shard_close(sh);
+    flr_rep_close(k0.rep);
+    flr_rep_close(k1.rep);
+    assert_int_equal(flr_zk_delete_tree(net_zk, "/flr/test"), 0);
+}
+
+static int net_setup(void **state)
+{
+    char why[256];
+
+    (void)state;
+    if (flr_testzk_start(&net_tzk) != 0)
+        return -1;
+    if (flr_zk_open(&net_zk, net_tzk.hosts, 4000, 5000, why, sizeof(why)) != 0) {
+        fprintf(stderr, "setup: %s\n", why);
+        flr_testzk_stop(&net_tzk);
+        return -1;
+    }
+    return 0;
+}
+
+static int net_teardown(void **state)
+{
+    (void)state;
+    flr_zk_close(net_zk);
+    flr_testzk_stop(&net_tzk);
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -701,5 +975,10 @@ int main(void)
         cmocka_unit_test(dropped_worker_keeps_its_copies_and_duplicates_apply_once),
     };
 
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest net_tests[] = {
+        cmocka_unit_test(rebuild_over_the_network_retries_a_bad_worker_and_drops_a_gone_one),
+    };
+    int failed = cmocka_run_group_tests(tests, NULL, NULL);
+
+    return failed + cmocka_run_group_tests(net_tests, net_setup, net_teardown);
 }
