@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "rebuild.h"
 #include "store.h"
 
 /* A request the shard keeps: a pull waiting for the clock, or a BSP push waiting for its
@@ -41,6 +42,15 @@ struct flr_shard {
     struct held_list pulls;
     struct held_list pushes; /* BSP only */
     struct flr_shard_stats st;
+
+    /* Exactly-once pushes (docs/recovery.md): per worker the incarnation it last showed
+     * (seq >> 22, 0 = none yet) and the applied frontier F[w]. */
+    uint64_t *inc;
+    uint64_t *frontier;
+
+    /* What the rebuild that restored this shard did (rebuilt = 0: it was not rebuilt). */
+    int rebuilt;
+    struct flr_rebuild_result rebuild;
 };
 
 static int held_push(struct held_list *l, struct flr_req *req, nng_msg *msg,
@@ -110,11 +120,11 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     s->nworkers = spec->num_workers;
     s->wclock = calloc(s->nworkers, sizeof(*s->wclock));
     s->removed = calloc(s->nworkers, sizeof(*s->removed));
-    if (!s->wclock || !s->removed) {
-        free(s->wclock);
-        free(s->removed);
-        free(s);
-        return FLR_ENOMEM;
+    s->inc = calloc(s->nworkers, sizeof(*s->inc));
+    s->frontier = calloc(s->nworkers, sizeof(*s->frontier));
+    if (!s->wclock || !s->removed || !s->inc || !s->frontier) {
+        rv = FLR_ENOMEM;
+        goto fail_workers;
     }
     switch (spec->consistency) {
     case FLR_BSP:
@@ -128,14 +138,18 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
         s->bound = INT64_MAX;
         break;
     }
-    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0) {
-        free(s->wclock);
-        free(s->removed);
-        free(s);
-        return rv;
-    }
+    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0)
+        goto fail_workers;
     *sp = s;
     return 0;
+
+fail_workers:
+    free(s->frontier);
+    free(s->inc);
+    free(s->wclock);
+    free(s->removed);
+    free(s);
+    return rv;
 }
 
 void flr_shard_close(struct flr_shard *s)
@@ -145,6 +159,8 @@ void flr_shard_close(struct flr_shard *s)
     held_drop_all(&s->pulls);
     held_drop_all(&s->pushes);
     flr_store_free(s->store);
+    free(s->frontier);
+    free(s->inc);
     free(s->wclock);
     free(s->removed);
     free(s);
@@ -158,6 +174,11 @@ uint64_t flr_shard_epoch(const struct flr_shard *s)
 uint64_t flr_shard_stamp(const struct flr_shard *s)
 {
     return s->stamp;
+}
+
+uint64_t flr_shard_frontier(const struct flr_shard *s, uint32_t worker)
+{
+    return worker < s->nworkers ? s->frontier[worker] : 0;
 }
 
 const struct flr_msg *flr_shard_held_push(const struct flr_shard *s, size_t i)
@@ -553,4 +574,96 @@ enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req
         shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, "not a shard request");
         return FLR_SHARD_REPLIED;
     }
+}
+
+/* Checks that a rebuild's held push can be held here: a BSP push of a known worker, for a
+ * known table and keys of this shard, with one gradient row per key. */
+static int shard_check_rebuilt_push(struct flr_shard *s, const struct flr_msg *m)
+{
+    struct flr_tshard *t;
+    char why[FLR_REASON_MAX];
+
+    if (!s->bsp || m->type != FLR_MSG_PUSH || m->sender >= s->nworkers || m->clock < 0)
+        return FLR_EBAD_REQUEST;
+    if (!(t = flr_store_table(s->store, m->table)))
+        return FLR_EUNKNOWN_TABLE;
+    if (flr_keys_check_sorted(m->keys, m->nkeys) != 0)
+        return FLR_EUNSORTED;
+    return flr_tshard_check_push(t, m->keys, m->nkeys, m->vals, m->vals_len, why, sizeof(why));
+}
+
+int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
+{
+    uint32_t n = r->nworkers < s->nworkers ? r->nworkers : s->nworkers;
+    int64_t mn = INT64_MAX;
+    size_t i;
+    int rv;
+
+    /* Everything is checked before anything is installed: a failed restore leaves the
+     * shard and the result as they were. */
+    for (i = 0; i < r->nheld; i++)
+        if (r->held[i].msg && (rv = shard_check_rebuilt_push(s, &r->held[i].m)) != 0)
+            return rv;
+    if (s->pushes.cap - s->pushes.n < r->nheld) {
+        struct held *v = realloc(s->pushes.v, (s->pushes.n + r->nheld) * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        s->pushes.v = v;
+        s->pushes.cap = s->pushes.n + r->nheld;
+    }
+    for (i = 0; i < r->nheld; i++) {
+        if (!r->held[i].msg)
+            continue;
+        (void)held_push(&s->pushes, NULL, r->held[i].msg, &r->held[i].m);
+        r->held[i].msg = NULL;
+        s->st.pushes++;
+        s->st.keys_pushed += r->held[i].m.nkeys;
+    }
+    for (uint32_t w = 0; w < n; w++) {
+        if (r->clock && r->clock[w] >= 0)
+            s->wclock[w] = r->clock[w];
+        if (r->frontier) {
+            s->frontier[w] = r->frontier[w];
+            s->inc[w] = r->frontier[w] >> FLR_SHARD_INC_SHIFT;
+        }
+    }
+    /* The rebuild closed every clock below the live workers' minimum and hands over the
+     * pushes of the others, so the minimum is installed without closing anything. */
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        if (!s->removed[w] && s->wclock[w] < mn)
+            mn = s->wclock[w];
+    if (mn != INT64_MAX && mn > s->min_clock)
+        s->min_clock = mn;
+    flr_shard_set_stamp(s, r->stamp);
+
+    s->rebuilt = 1;
+    s->rebuild = *r;
+    s->rebuild.clock = NULL;
+    s->rebuild.frontier = NULL;
+    s->rebuild.held = NULL;
+    s->rebuild.nheld = 0;
+    return 0;
+}
+
+const struct flr_rebuild_result *flr_shard_rebuild_info(const struct flr_shard *s)
+{
+    return s->rebuilt ? &s->rebuild : NULL;
+}
+
+/* Defined here while no rebuild module is linked into the server library: a result is
+ * freed by whoever holds it last, and the shard is the one that takes it over. */
+void flr_rebuild_result_free(struct flr_rebuild_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nheld; i++)
+        if (r->held[i].msg)
+            nng_msg_free(r->held[i].msg);
+    free(r->held);
+    free(r->clock);
+    free(r->frontier);
+    r->held = NULL;
+    r->nheld = 0;
+    r->clock = NULL;
+    r->frontier = NULL;
 }

@@ -30,6 +30,7 @@
 #include "common/spec.h"
 #include "common/transport.h"
 #include "common/util.h"
+#include "server/rebuild.h"
 #include "server/shard.h"
 #include "server/store.h"
 
@@ -216,6 +217,21 @@ static nng_msg *mk_push(struct fixture *f, uint32_t worker, uint32_t table, int6
     m.nkeys = nkeys;
     m.vals = vals;
     m.vals_len = (uint64_t)nvals * sizeof(float);
+    return encode(&m);
+}
+
+/* A push with a sequence number (pseq), as a client of recovery flr sends it. */
+static nng_msg *mk_push_seq(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                            const uint64_t *keys, uint32_t nkeys, const float *vals, uint32_t nvals,
+                            uint64_t seq)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_PUSH, worker, clock);
+    m.table = table;
+    m.keys = keys;
+    m.nkeys = nkeys;
+    m.vals = vals;
+    m.vals_len = (uint64_t)nvals * sizeof(float);
+    m.seq = seq;
     return encode(&m);
 }
 
@@ -940,6 +956,116 @@ static void close_with_held_pull_is_clean_at_teardown(void **state)
     flr_call_fini(&held.call);
 }
 
+/* ---- restoring a rebuilt shard -------------------------------------------------------- */
+
+#define INC(ms) ((uint64_t)(ms) << FLR_SHARD_INC_SHIFT)
+
+/* A held push as the rebuild hands it over: the message and its decoding into it. */
+static void rebuilt_push(struct fixture *f, struct flr_rebuild_held *h, uint32_t worker,
+                         int64_t clock, const uint64_t *key, const float *g, uint64_t seq)
+{
+    char why[FLR_REASON_MAX];
+
+    h->msg = mk_push_seq(f, worker, DENSE, clock, key, 1, g, DENSE_DIM, seq);
+    assert_int_equal(flr_msg_decode(&h->m, nng_msg_body(h->msg), nng_msg_len(h->msg), &f->lim,
+                                    &f->zone, why, sizeof(why)),
+                     0);
+}
+
+static void restore_installs_clocks_frontiers_stamp_and_held_pushes(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float g[DENSE_DIM] = {1, 2, 4};
+    struct flr_rebuild_result r = {0};
+    const struct flr_rebuild_result *info;
+    struct reply rep;
+
+    r.nworkers = NWORKERS;
+    r.clock = calloc(NWORKERS, sizeof(*r.clock));
+    r.frontier = calloc(NWORKERS, sizeof(*r.frontier));
+    r.held = calloc(1, sizeof(*r.held));
+    assert_non_null(r.clock);
+    assert_non_null(r.frontier);
+    assert_non_null(r.held);
+    r.clock[0] = 3;
+    r.clock[1] = 2;
+    r.clock[2] = -1; /* did not answer: keeps what the shard knows */
+    r.frontier[0] = INC(1000) + 5;
+    r.frontier[1] = INC(2000) + 3;
+    r.stamp = 10;
+    rebuilt_push(f, &r.held[0], 1, 2, &key, g, INC(2000) + 3);
+    r.nheld = 1;
+    r.rows_rebuilt = 6;
+    r.rows_lost = 1;
+    r.rows_from_log = 1;
+    r.entries_replayed = 4;
+    r.entries_skipped = 2;
+    r.workers = 2;
+    r.bytes = 12345;
+    r.ms = 17;
+
+    /* Worker 2 already showed clock 2 to the fresh shard. */
+    clock_ok(f, 2, 2);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+    assert_null(flr_shard_rebuild_info(f->sh));
+
+    assert_int_equal(flr_shard_restore(f->sh, &r), 0);
+    assert_null(r.held[0].msg);
+    assert_int_equal(flr_shard_stamp(f->sh), 10);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    assert_int_equal(flr_shard_frontier(f->sh, 0), INC(1000) + 5);
+    assert_int_equal(flr_shard_frontier(f->sh, 1), INC(2000) + 3);
+    assert_int_equal(flr_shard_frontier(f->sh, 2), 0);
+    assert_non_null(flr_shard_held_push(f->sh, 0));
+    info = flr_shard_rebuild_info(f->sh);
+    assert_non_null(info);
+    assert_int_equal(info->rows_rebuilt, 6);
+    assert_int_equal(info->rows_lost, 1);
+    assert_int_equal(info->rows_from_log, 1);
+    assert_int_equal(info->entries_replayed, 4);
+    assert_int_equal(info->entries_skipped, 2);
+    assert_int_equal(info->workers, 2);
+    assert_int_equal(info->bytes, 12345);
+    assert_int_equal(info->ms, 17);
+    assert_null(info->clock);
+    flr_rebuild_result_free(&r);
+
+    /* The held push of clock 2 waits for clock 2 to close, then is applied once. */
+    pull_ok(f, 0, DENSE, 2, &key, 1, &rep);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(rep.vals[j] == 0.0f);
+    clock_ok(f, 1, 3);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    clock_ok(f, 2, 3);
+    assert_int_equal(flr_shard_min_clock(f->sh), 3);
+    assert_int_equal(flr_shard_stamp(f->sh), 11);
+    pull_ok(f, 0, DENSE, 3, &key, 1, &rep);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(rep.vals[j] == -g[j]);
+}
+
+static void restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float g[DENSE_DIM] = {1, 2, 4};
+    struct flr_rebuild_result r = {0};
+
+    /* ASP holds no pushes for a clock. */
+    r.nworkers = NWORKERS;
+    r.held = calloc(1, sizeof(*r.held));
+    assert_non_null(r.held);
+    rebuilt_push(f, &r.held[0], 1, 0, &key, g, INC(1) + 1);
+    r.nheld = 1;
+    r.stamp = 4;
+    assert_int_equal(flr_shard_restore(f->sh, &r), FLR_EBAD_REQUEST);
+    assert_non_null(r.held[0].msg);
+    assert_int_equal(flr_shard_stamp(f->sh), 0);
+    assert_null(flr_shard_rebuild_info(f->sh));
+    flr_rebuild_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +1105,10 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(close_with_held_pull_is_clean_at_teardown, setup_bsp,
                                         teardown),
+        cmocka_unit_test_setup_teardown(restore_installs_clocks_frontiers_stamp_and_held_pushes,
+                                        setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(
+            restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing, setup_asp, teardown),
     };
     int rv;
 
