@@ -51,6 +51,8 @@ struct flr_shard_stats {
     uint64_t keys_pulled, keys_pushed;
     uint64_t bytes_in, bytes_out;
     uint64_t held_pulls;                /* pulls currently waiting for the clock */
+    uint64_t duplicate_pushes;          /* retried pushes acknowledged, not applied again */
+    uint64_t early_pushes;              /* pushes waiting for their predecessor (ASP, SSP) */
     uint64_t rejected;                  /* requests answered with an error */
     uint64_t rejected_by[FLR_E_COUNT_]; /* the same, by error code */
 };
