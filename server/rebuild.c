@@ -433,19 +433,6 @@ void flr_rebuild_drop_worker(struct flr_rebuild *rb, uint32_t worker)
     rb->nentries = keep;
 }
 
-void flr_rebuild_result_free(struct flr_rebuild_result *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->nheld; i++)
-        if (r->held[i].msg)
-            nng_msg_free(r->held[i].msg);
-    free(r->held);
-    free(r->clock);
-    free(r->frontier);
-    memset(r, 0, sizeof(*r));
-}
-
 /* ---- replay ----------------------------------------------------------------------------- */
 
 static int rb_cmp_u64(uint64_t a, uint64_t b)
