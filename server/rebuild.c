@@ -1083,12 +1083,26 @@ bad:
     return rv;
 }
 
-/* Waits for every request in flight, renewing the lease meanwhile. */
-static void rb_wait(struct rb_net *n)
+/* Keeps the lease; nonzero when the caller wants the rebuild stopped. */
+static int rb_keep_lease(struct rb_net *n)
 {
+    return n->cfg->keep_lease ? n->cfg->keep_lease(n->cfg->arg) : 0;
+}
+
+/* Waits for every request in flight, renewing the lease meanwhile.  Asked to stop, it
+ * cancels them (they complete at once) and returns FLR_ESHUTDOWN. */
+static int rb_wait(struct rb_net *n)
+{
+    int stop = 0;
+
     while (flr_waitgroup_timedwait(n->wg, 100) != 0)
-        if (n->cfg->keep_lease)
-            n->cfg->keep_lease(n->cfg->arg);
+        if (!stop && rb_keep_lease(n) != 0) {
+            stop = 1;
+            for (uint32_t w = 0; w < n->npeers; w++)
+                if (n->peers[w].busy)
+                    flr_call_cancel(&n->peers[w].call);
+        }
+    return stop ? FLR_ESHUTDOWN : 0;
 }
 
 int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
@@ -1141,11 +1155,14 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
         if (active == 0) {
             /* Only failed workers are left: pause, then list again. */
             usleep(50 * 1000);
-            if (cfg->keep_lease)
-                cfg->keep_lease(cfg->arg);
+            if (rb_keep_lease(&n) != 0) {
+                rv = FLR_ESHUTDOWN;
+                goto out;
+            }
             continue;
         }
-        rb_wait(&n);
+        if ((rv = rb_wait(&n)) != 0)
+            goto out;
         for (uint32_t w = 0; w < n.npeers; w++) {
             struct rb_peer *p = &n.peers[w];
             if (!p->busy)
@@ -1171,7 +1188,8 @@ out:
     for (uint32_t w = 0; w < n.npeers; w++)
         if (n.peers[w].busy)
             flr_call_cancel(&n.peers[w].call);
-    rb_wait(&n);
+    while (flr_waitgroup_timedwait(n.wg, 100) != 0)
+        ;
     for (uint32_t w = 0; w < n.npeers; w++)
         rb_peer_disconnect(&n.peers[w]);
     msgpack_zone_destroy(&n.zone);

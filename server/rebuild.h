@@ -157,7 +157,9 @@ struct flr_rebuild_cfg {
     int call_timeout_ms;                /* a worker that takes longer failed */
     int retry_ms;                       /* pause before asking a failed worker again */
     int64_t timeout_ms;                 /* give up after this long (FLR_ETIMEOUT); 0 = never */
-    void (*keep_lease)(void *arg);      /* called often while waiting, may be NULL */
+    /* Called often while waiting, may be NULL: keeps the server's ZooKeeper lease and
+     * returns nonzero when the rebuild must stop at once (the server is shutting down). */
+    int (*keep_lease)(void *arg);
     void *arg;
 };
 
@@ -172,7 +174,8 @@ struct flr_rebuild_cfg {
  * On success *r describes the rebuild (bytes and ms included) and must be installed with
  * flr_shard_restore() and then freed with flr_rebuild_result_free().  On failure *r is
  * zeroed and sh is half rebuilt: close it.  Errors: FLR_ETIMEOUT (cfg->timeout_ms),
- * FLR_EZK_EXPIRED, other ZooKeeper errors reading /workers, FLR_ENOMEM.
+ * FLR_ESHUTDOWN (keep_lease said stop), FLR_EZK_EXPIRED, other ZooKeeper errors reading
+ * /workers, FLR_ENOMEM.
  */
 int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
                       struct flr_rebuild_result *r);

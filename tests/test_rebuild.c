@@ -810,7 +810,7 @@ static void worker_node(uint32_t w, const char *endpoint)
 }
 
 /* The lease callback: counts, and after a few calls takes worker 2's node away. */
-static void net_keep_lease(void *arg)
+static int net_keep_lease(void *arg)
 {
     char path[FLR_PATH_MAX];
 
@@ -819,6 +819,7 @@ static void net_keep_lease(void *arg)
         flr_job_node(path, sizeof(path), "test", "workers", 2);
         assert_int_equal(flr_zk_delete(net_zk, path, -1), 0);
     }
+    return 0;
 }
 
 static void rebuild_over_the_network_retries_a_bad_worker_and_drops_a_gone_one(void **state)
@@ -937,6 +938,48 @@ static void rebuild_over_the_network_retries_a_bad_worker_and_drops_a_gone_one(v
     assert_int_equal(flr_zk_delete_tree(net_zk, "/flr/test"), 0);
 }
 
+static int net_stop_calls;
+
+/* Asks the rebuild to stop on its third call. */
+static int net_stop_soon(void *arg)
+{
+    (void)arg;
+    return ++net_stop_calls >= 3;
+}
+
+/* A worker that never answers holds the rebuild only until the server wants to stop. */
+static void rebuild_stops_when_the_lease_callback_says_so(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_shard *sh;
+    struct flr_rebuild_result r;
+    struct flr_proto_limits lim;
+    struct flr_rebuild_cfg cfg = {0};
+    int64_t t0;
+
+    (void)state;
+    job_set(&spec, FLR_BSP, 1);
+    assert_int_equal(flr_zk_mkdirs(net_zk, "/flr/test/workers"), 0);
+    worker_node(0, "tcp://127.0.0.1:1");
+    assert_int_equal(flr_shard_open(&sh, &spec, 0, NET_EPOCH, NET_SELF), 0);
+    flr_proto_limits_default(&lim);
+    cfg.zk = net_zk;
+    cfg.job = "test";
+    cfg.self = NET_SELF;
+    cfg.spec = &spec;
+    cfg.lim = &lim;
+    cfg.call_timeout_ms = 60000;
+    cfg.retry_ms = 50;
+    cfg.keep_lease = net_stop_soon;
+    t0 = flr_now_ms();
+    assert_int_equal(flr_rebuild_shard(sh, &cfg, &r), FLR_ESHUTDOWN);
+    assert_true(flr_now_ms() - t0 < 10000);
+    assert_null(r.clock);
+    assert_int_equal(r.nheld, 0);
+    flr_shard_close(sh);
+    assert_int_equal(flr_zk_delete_tree(net_zk, "/flr/test"), 0);
+}
+
 static int net_setup(void **state)
 {
     char why[256];
@@ -977,6 +1020,7 @@ int main(void)
 
     const struct CMUnitTest net_tests[] = {
         cmocka_unit_test(rebuild_over_the_network_retries_a_bad_worker_and_drops_a_gone_one),
+        cmocka_unit_test(rebuild_stops_when_the_lease_callback_says_so),
     };
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
 
