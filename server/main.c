@@ -35,6 +35,7 @@
 #include "common/transport.h"
 #include "common/util.h"
 #include "common/zk.h"
+#include "rebuild.h"
 #include "shard.h"
 #include "store.h"
 
@@ -240,6 +241,11 @@ static void srv_keep_lease(struct srv *s);
 /* DUMP of this "table": the pushes a BSP shard holds for clocks not yet closed. */
 #define SRV_DUMP_HELD UINT32_MAX
 
+/* A rebuild: how long a worker may take to answer one request, and the pause before a
+ * worker that failed is asked again. */
+#define SRV_REBUILD_CALL_MS  30000
+#define SRV_REBUILD_RETRY_MS 1000
+
 /* Rows per DUMP reply: about 16 MiB of them. */
 #define SRV_DUMP_BYTES ((size_t)16 << 20)
 
@@ -423,6 +429,58 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
     return rv;
 }
 
+/* The rebuild's lease callback: keeps the lease, and stops the rebuild on a signal. */
+static int srv_rebuild_lease(void *arg)
+{
+    srv_keep_lease(arg);
+    return srv_stop != 0;
+}
+
+/*
+ * Rebuilds shard `shard` from the workers' copies and update logs (recovery flr: the
+ * shard's previous owner is lost), into the freshly opened shard, and installs the outcome
+ * before the shard serves.  Runs on the owner thread and blocks until every live worker
+ * has answered or gone; on failure the caller closes the half-rebuilt shard.
+ */
+static int srv_rebuild(struct srv *s, uint32_t shard)
+{
+    struct flr_shard *sh = s->shards[shard];
+    struct flr_rebuild_cfg cfg = {0};
+    struct flr_rebuild_result r;
+    int rv;
+
+    cfg.zk = s->zk;
+    cfg.job = s->cfg.job;
+    cfg.self = (uint32_t)s->cfg.id;
+    cfg.shard = shard;
+    cfg.spec = &s->spec;
+    cfg.removed = s->removed;
+    cfg.lim = &s->lim;
+    cfg.call_timeout_ms = SRV_REBUILD_CALL_MS;
+    cfg.retry_ms = SRV_REBUILD_RETRY_MS;
+    cfg.timeout_ms = 0; /* a worker is asked until it answers or its node goes */
+    cfg.keep_lease = srv_rebuild_lease;
+    cfg.arg = s;
+    flr_notice("srv.rebuild", "shard %u: rebuilding from the workers' copies and logs", shard);
+    if ((rv = flr_rebuild_shard(sh, &cfg, &r)) != 0)
+        return rv;
+    if ((rv = flr_shard_restore(sh, &r)) != 0) {
+        flr_rebuild_result_free(&r);
+        return rv;
+    }
+    flr_notice("srv.rebuilt",
+               "shard %u: rebuilt at stamp %llu from %u workers in %lld ms (%llu bytes): %llu rows "
+               "from copies, %llu from logs, %llu lost; %llu log entries replayed, %llu "
+               "already in copies, %zu pushes held for open clocks",
+               shard, (unsigned long long)r.stamp, r.workers, (long long)r.ms,
+               (unsigned long long)r.bytes, (unsigned long long)r.rows_rebuilt,
+               (unsigned long long)r.rows_from_log, (unsigned long long)r.rows_lost,
+               (unsigned long long)r.entries_replayed, (unsigned long long)r.entries_skipped,
+               r.nheld);
+    flr_rebuild_result_free(&r);
+    return 0;
+}
+
 static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
 {
     struct flr_msg m;
@@ -578,6 +636,14 @@ static int srv_sync_shards(struct srv *s)
                 (rv = srv_load_from(s, i, rec.from1 - 1)) != 0) {
                 flr_err("srv.load", "shard %u: cannot copy it from server %u: %s; retrying", i,
                         rec.from1 - 1, flr_strerror(rv));
+                flr_shard_close(s->shards[i]);
+                s->shards[i] = NULL;
+                s->resync_ms = flr_now_ms() + 1000;
+                continue;
+            }
+            if (!rec.from1 && rec.rebuild && (rv = srv_rebuild(s, i)) != 0) {
+                flr_err("srv.rebuild", "shard %u: cannot rebuild it from the workers: %s; retrying",
+                        i, flr_strerror(rv));
                 flr_shard_close(s->shards[i]);
                 s->shards[i] = NULL;
                 s->resync_ms = flr_now_ms() + 1000;

@@ -8,6 +8,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "rebuild.h"
 #include "store.h"
 
 /* A request the shard keeps: a pull waiting for the clock, or a BSP push waiting for its
@@ -41,6 +42,21 @@ struct flr_shard {
     struct held_list pulls;
     struct held_list pushes; /* BSP only */
     struct flr_shard_stats st;
+
+    /* Exactly-once pushes (docs/recovery.md): per worker the incarnation it last showed
+     * (seq >> FLR_SHARD_INC_SHIFT, 0 = none yet) and the applied frontier F[w].  F[w]
+     * belongs to inc[w] when F[w] >> FLR_SHARD_INC_SHIFT == inc[w]; otherwise the shard
+     * does not know what it applied of that process (it was opened afresh) and takes the
+     * first push it sees as the next.  Pushes below floor[w], sent before that one, have
+     * an unknown past and are applied as they come. */
+    uint64_t *inc;
+    uint64_t *frontier;
+    uint64_t *floor;
+    struct held_list early; /* ASP/SSP: pushes waiting for their predecessor (req kept) */
+
+    /* What the rebuild that restored this shard did (rebuilt = 0: it was not rebuilt). */
+    int rebuilt;
+    struct flr_rebuild_result rebuild;
 };
 
 static int held_push(struct held_list *l, struct flr_req *req, nng_msg *msg,
@@ -110,11 +126,12 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     s->nworkers = spec->num_workers;
     s->wclock = calloc(s->nworkers, sizeof(*s->wclock));
     s->removed = calloc(s->nworkers, sizeof(*s->removed));
-    if (!s->wclock || !s->removed) {
-        free(s->wclock);
-        free(s->removed);
-        free(s);
-        return FLR_ENOMEM;
+    s->inc = calloc(s->nworkers, sizeof(*s->inc));
+    s->frontier = calloc(s->nworkers, sizeof(*s->frontier));
+    s->floor = calloc(s->nworkers, sizeof(*s->floor));
+    if (!s->wclock || !s->removed || !s->inc || !s->frontier || !s->floor) {
+        rv = FLR_ENOMEM;
+        goto fail_workers;
     }
     switch (spec->consistency) {
     case FLR_BSP:
@@ -128,14 +145,19 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
         s->bound = INT64_MAX;
         break;
     }
-    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0) {
-        free(s->wclock);
-        free(s->removed);
-        free(s);
-        return rv;
-    }
+    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0)
+        goto fail_workers;
     *sp = s;
     return 0;
+
+fail_workers:
+    free(s->floor);
+    free(s->frontier);
+    free(s->inc);
+    free(s->wclock);
+    free(s->removed);
+    free(s);
+    return rv;
 }
 
 void flr_shard_close(struct flr_shard *s)
@@ -144,7 +166,11 @@ void flr_shard_close(struct flr_shard *s)
         return;
     held_drop_all(&s->pulls);
     held_drop_all(&s->pushes);
+    held_drop_all(&s->early);
     flr_store_free(s->store);
+    free(s->floor);
+    free(s->frontier);
+    free(s->inc);
     free(s->wclock);
     free(s->removed);
     free(s);
@@ -158,6 +184,11 @@ uint64_t flr_shard_epoch(const struct flr_shard *s)
 uint64_t flr_shard_stamp(const struct flr_shard *s)
 {
     return s->stamp;
+}
+
+uint64_t flr_shard_frontier(const struct flr_shard *s, uint32_t worker)
+{
+    return worker < s->nworkers ? s->frontier[worker] : 0;
 }
 
 const struct flr_msg *flr_shard_held_push(const struct flr_shard *s, size_t i)
@@ -323,6 +354,8 @@ static int shard_close_clocks(struct flr_shard *s)
                     touched[k] = 1;
             if (rv == 0)
                 rv = flr_tshard_accumulate(t, m->keys, m->nkeys, m->vals);
+            if (m->seq > s->frontier[m->sender])
+                s->frontier[m->sender] = m->seq;
             nng_msg_free(s->pushes.v[j].msg);
         }
         s->stamp++;
@@ -401,6 +434,136 @@ static enum flr_shard_verdict shard_pull(struct flr_shard *s, struct flr_req *re
     return FLR_SHARD_REPLIED;
 }
 
+/* Applies one checked ASP/SSP push at the next stamp and counts it. */
+static int shard_apply_push(struct flr_shard *s, struct flr_tshard *t, nng_msg *msg,
+                            const struct flr_msg *m)
+{
+    int rv;
+
+    if ((rv = flr_tshard_apply(t, m->keys, m->nkeys, m->vals, s->stamp + 1)) != 0)
+        return rv;
+    s->stamp++;
+    s->st.pushes++;
+    s->st.keys_pushed += m->nkeys;
+    s->st.bytes_in += nng_msg_len(msg);
+    if (m->seq != 0 && m->seq > s->frontier[m->sender])
+        s->frontier[m->sender] = m->seq;
+    return 0;
+}
+
+/* Applies a push and answers it.  Frees msg. */
+static void shard_push_now(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                           const struct flr_msg *m, struct flr_tshard *t)
+{
+    int rv;
+
+    if ((rv = shard_apply_push(s, t, msg, m)) != 0) {
+        shard_reject(s, req, msg, m, rv, "out of memory applying the push");
+        return;
+    }
+    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+    nng_msg_free(msg);
+}
+
+/* Applies the held pushes of worker w that now follow its frontier, in pseq order. */
+static void shard_push_successors(struct flr_shard *s, uint32_t w)
+{
+    for (;;) {
+        size_t i;
+
+        for (i = 0; i < s->early.n; i++)
+            if (s->early.v[i].m.sender == w && s->early.v[i].m.seq == s->frontier[w] + 1)
+                break;
+        if (i == s->early.n)
+            return;
+        struct held h = s->early.v[i];
+        s->early.v[i] = s->early.v[--s->early.n];
+        s->st.early_pushes--;
+        shard_push_now(s, h.req, h.msg, &h.m, flr_store_table(s->store, h.m.table));
+        if (s->frontier[w] != h.m.seq)
+            return; /* it failed: its successors wait for its retry */
+    }
+}
+
+/* Answers held requests of worker w without a reply (their sender is gone or retried)
+ * and forgets them. */
+static void shard_drop_early(struct flr_shard *s, uint32_t w, uint64_t seq)
+{
+    size_t keep = 0;
+
+    for (size_t i = 0; i < s->early.n; i++) {
+        struct held h = s->early.v[i];
+        if (h.m.sender == w && (seq == 0 || h.m.seq == seq)) {
+            flr_rep_reply(h.req, NULL);
+            nng_msg_free(h.msg);
+            s->st.early_pushes--;
+        } else {
+            s->early.v[keep++] = h;
+        }
+    }
+    s->early.n = keep;
+}
+
+/* ASP and SSP: a worker's pushes are applied in pseq order, each once. */
+static enum flr_shard_verdict shard_push_in_order(struct flr_shard *s, struct flr_req *req,
+                                                  nng_msg *msg, const struct flr_msg *m,
+                                                  struct flr_tshard *t)
+{
+    const uint32_t w = m->sender;
+
+    if (m->seq == 0) {
+        /* A client that numbers nothing: applied as it comes. */
+        shard_push_now(s, req, msg, m, t);
+        return FLR_SHARD_REPLIED;
+    }
+    if ((s->frontier[w] >> FLR_SHARD_INC_SHIFT) != s->inc[w]) {
+        /* Nothing known of this process's earlier pushes: this one is the next. */
+        s->frontier[w] = m->seq - 1;
+        s->floor[w] = m->seq;
+    }
+    if (m->seq < s->floor[w]) {
+        /* Sent before the first push this shard saw from the process, whose effect the
+         * shard cannot know: applied as it comes, without moving the frontier. */
+        uint64_t f = s->frontier[w];
+        shard_push_now(s, req, msg, m, t);
+        s->frontier[w] = f;
+        return FLR_SHARD_REPLIED;
+    }
+    if (m->seq <= s->frontier[w]) {
+        s->st.duplicate_pushes++;
+        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+        nng_msg_free(msg);
+        return FLR_SHARD_REPLIED;
+    }
+    if (m->seq > s->frontier[w] + 1) {
+        /* Early: it waits, unanswered, for its predecessor.  A retry replaces it. */
+        shard_drop_early(s, w, m->seq);
+        if (held_push(&s->early, req, msg, m) != 0) {
+            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the push");
+            return FLR_SHARD_REPLIED;
+        }
+        s->st.early_pushes++;
+        return FLR_SHARD_HELD;
+    }
+    shard_push_now(s, req, msg, m, t);
+    shard_push_successors(s, w);
+    return FLR_SHARD_REPLIED;
+}
+
+/* BSP: whether a push is one the shard already applied or holds. */
+static int shard_bsp_duplicate(const struct flr_shard *s, const struct flr_msg *m)
+{
+    if (m->seq == 0)
+        return 0;
+    if ((s->frontier[m->sender] >> FLR_SHARD_INC_SHIFT) == (m->seq >> FLR_SHARD_INC_SHIFT) &&
+        m->seq <= s->frontier[m->sender])
+        return 1;
+    for (size_t i = 0; i < s->pushes.n; i++)
+        if (s->pushes.v[i].m.sender == m->sender && s->pushes.v[i].m.seq == m->seq)
+            return 1;
+    return 0;
+}
+
 static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                          const struct flr_msg *m)
 {
@@ -421,34 +584,30 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
         shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
         return FLR_SHARD_REPLIED;
     }
-    if (s->bsp) {
-        if (m->clock < s->min_clock || m->clock < 0) {
-            snprintf(why, sizeof(why), "push for clock %lld, but clock %lld is already closed",
-                     (long long)m->clock, (long long)s->min_clock);
-            shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
-            return FLR_SHARD_REPLIED;
-        }
-        if (held_push(&s->pushes, NULL, msg, m) != 0) {
-            shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the push");
-            return FLR_SHARD_REPLIED;
-        }
-        /* Counted once accepted, like every other push. */
-        s->st.pushes++;
-        s->st.keys_pushed += m->nkeys;
-        s->st.bytes_in += nng_msg_len(msg);
+    if (!s->bsp)
+        return shard_push_in_order(s, req, msg, m, t);
+    if (shard_bsp_duplicate(s, m)) {
+        /* A retry of a push already held or applied: acknowledged again, held once. */
+        s->st.duplicate_pushes++;
         shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+        nng_msg_free(msg);
         return FLR_SHARD_REPLIED;
     }
-    if ((rv = flr_tshard_apply(t, m->keys, m->nkeys, m->vals, s->stamp + 1)) != 0) {
-        shard_reject(s, req, msg, m, rv, "out of memory applying the push");
+    if (m->clock < s->min_clock || m->clock < 0) {
+        snprintf(why, sizeof(why), "push for clock %lld, but clock %lld is already closed",
+                 (long long)m->clock, (long long)s->min_clock);
+        shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
         return FLR_SHARD_REPLIED;
     }
-    s->stamp++;
+    if (held_push(&s->pushes, NULL, msg, m) != 0) {
+        shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory holding the push");
+        return FLR_SHARD_REPLIED;
+    }
+    /* Counted once accepted, like every other push. */
     s->st.pushes++;
     s->st.keys_pushed += m->nkeys;
     s->st.bytes_in += nng_msg_len(msg);
     shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
-    nng_msg_free(msg);
     return FLR_SHARD_REPLIED;
 }
 
@@ -525,6 +684,36 @@ static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *r
     return FLR_SHARD_REPLIED;
 }
 
+/* A new process of worker w (incarnation inc) replaced the one the shard knew: what the
+ * old one held is gone, and the new one's pushes are counted from its base.  The BSP
+ * pushes the old one had acknowledged stay held for their clock. */
+static void shard_new_incarnation(struct flr_shard *s, uint32_t w, uint64_t inc)
+{
+    flr_info("srv.incarnation", "shard %u: worker %u is a new process (incarnation %llu, was %llu)",
+             s->id, w, (unsigned long long)inc, (unsigned long long)s->inc[w]);
+    s->inc[w] = inc;
+    s->frontier[w] = inc << FLR_SHARD_INC_SHIFT;
+    s->floor[w] = 0;
+    shard_drop_early(s, w, 0);
+}
+
+/* Follows the incarnation a request shows (seq 0: a client that shows none).  Returns 0,
+ * or FLR_EBAD_REQUEST for a request of a process older than the one the shard knows. */
+static int shard_note_incarnation(struct flr_shard *s, const struct flr_msg *m)
+{
+    uint64_t inc = m->seq >> FLR_SHARD_INC_SHIFT;
+
+    if (m->seq == 0 || m->sender >= s->nworkers || inc == s->inc[m->sender])
+        return 0;
+    if (s->inc[m->sender] == 0)
+        s->inc[m->sender] = inc;
+    else if (inc > s->inc[m->sender])
+        shard_new_incarnation(s, m->sender, inc);
+    else
+        return FLR_EBAD_REQUEST;
+    return 0;
+}
+
 enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                         const struct flr_msg *m)
 {
@@ -532,6 +721,15 @@ enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req
         char why[FLR_REASON_MAX];
         snprintf(why, sizeof(why), "worker %u was removed from the job", m->sender);
         shard_reject(s, req, msg, m, FLR_EWORKER_REMOVED, why);
+        return FLR_SHARD_REPLIED;
+    }
+    if ((m->type == FLR_MSG_PULL || m->type == FLR_MSG_PUSH || m->type == FLR_MSG_CLOCK) &&
+        shard_note_incarnation(s, m) != 0) {
+        char why[FLR_REASON_MAX];
+        snprintf(why, sizeof(why), "worker %u: incarnation %llu is older than %llu", m->sender,
+                 (unsigned long long)(m->seq >> FLR_SHARD_INC_SHIFT),
+                 (unsigned long long)s->inc[m->sender]);
+        shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
         return FLR_SHARD_REPLIED;
     }
     switch (m->type) {
@@ -553,4 +751,96 @@ enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req
         shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, "not a shard request");
         return FLR_SHARD_REPLIED;
     }
+}
+
+/* Checks that a rebuild's held push can be held here: a BSP push of a known worker, for a
+ * known table and keys of this shard, with one gradient row per key. */
+static int shard_check_rebuilt_push(struct flr_shard *s, const struct flr_msg *m)
+{
+    struct flr_tshard *t;
+    char why[FLR_REASON_MAX];
+
+    if (!s->bsp || m->type != FLR_MSG_PUSH || m->sender >= s->nworkers || m->clock < 0)
+        return FLR_EBAD_REQUEST;
+    if (!(t = flr_store_table(s->store, m->table)))
+        return FLR_EUNKNOWN_TABLE;
+    if (flr_keys_check_sorted(m->keys, m->nkeys) != 0)
+        return FLR_EUNSORTED;
+    return flr_tshard_check_push(t, m->keys, m->nkeys, m->vals, m->vals_len, why, sizeof(why));
+}
+
+int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
+{
+    uint32_t n = r->nworkers < s->nworkers ? r->nworkers : s->nworkers;
+    int64_t mn = INT64_MAX;
+    size_t i;
+    int rv;
+
+    /* Everything is checked before anything is installed: a failed restore leaves the
+     * shard and the result as they were. */
+    for (i = 0; i < r->nheld; i++)
+        if (r->held[i].msg && (rv = shard_check_rebuilt_push(s, &r->held[i].m)) != 0)
+            return rv;
+    if (s->pushes.cap - s->pushes.n < r->nheld) {
+        struct held *v = realloc(s->pushes.v, (s->pushes.n + r->nheld) * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        s->pushes.v = v;
+        s->pushes.cap = s->pushes.n + r->nheld;
+    }
+    for (i = 0; i < r->nheld; i++) {
+        if (!r->held[i].msg)
+            continue;
+        (void)held_push(&s->pushes, NULL, r->held[i].msg, &r->held[i].m);
+        r->held[i].msg = NULL;
+        s->st.pushes++;
+        s->st.keys_pushed += r->held[i].m.nkeys;
+    }
+    for (uint32_t w = 0; w < n; w++) {
+        if (r->clock && r->clock[w] >= 0)
+            s->wclock[w] = r->clock[w];
+        if (r->frontier) {
+            s->frontier[w] = r->frontier[w];
+            s->inc[w] = r->frontier[w] >> FLR_SHARD_INC_SHIFT;
+        }
+    }
+    /* The rebuild closed every clock below the live workers' minimum and hands over the
+     * pushes of the others, so the minimum is installed without closing anything. */
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        if (!s->removed[w] && s->wclock[w] < mn)
+            mn = s->wclock[w];
+    if (mn != INT64_MAX && mn > s->min_clock)
+        s->min_clock = mn;
+    flr_shard_set_stamp(s, r->stamp);
+
+    s->rebuilt = 1;
+    s->rebuild = *r;
+    s->rebuild.clock = NULL;
+    s->rebuild.frontier = NULL;
+    s->rebuild.held = NULL;
+    s->rebuild.nheld = 0;
+    return 0;
+}
+
+const struct flr_rebuild_result *flr_shard_rebuild_info(const struct flr_shard *s)
+{
+    return s->rebuilt ? &s->rebuild : NULL;
+}
+
+/* Defined here while no rebuild module is linked into the server library: a result is
+ * freed by whoever holds it last, and the shard is the one that takes it over. */
+void flr_rebuild_result_free(struct flr_rebuild_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->nheld; i++)
+        if (r->held[i].msg)
+            nng_msg_free(r->held[i].msg);
+    free(r->held);
+    free(r->clock);
+    free(r->frontier);
+    r->held = NULL;
+    r->nheld = 0;
+    r->clock = NULL;
+    r->frontier = NULL;
 }

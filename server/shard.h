@@ -32,6 +32,12 @@
 #include "common/transport.h"
 
 struct flr_shard;
+struct flr_rebuild_result;
+
+/* A worker's sequence numbers (docs/recovery.md): its incarnation base is
+ * wall-clock ms << FLR_SHARD_INC_SHIFT, and its n-th push to a shard has pseq = base + n,
+ * so seq >> FLR_SHARD_INC_SHIFT names the process that sent a request. */
+#define FLR_SHARD_INC_SHIFT 22
 
 /* What a request handler wants the caller to do with the request. */
 enum flr_shard_verdict {
@@ -45,6 +51,8 @@ struct flr_shard_stats {
     uint64_t keys_pulled, keys_pushed;
     uint64_t bytes_in, bytes_out;
     uint64_t held_pulls;                /* pulls currently waiting for the clock */
+    uint64_t duplicate_pushes;          /* retried pushes acknowledged, not applied again */
+    uint64_t early_pushes;              /* pushes waiting for their predecessor (ASP, SSP) */
     uint64_t rejected;                  /* requests answered with an error */
     uint64_t rejected_by[FLR_E_COUNT_]; /* the same, by error code */
 };
@@ -64,6 +72,10 @@ void flr_shard_close(struct flr_shard *s);
 uint64_t flr_shard_epoch(const struct flr_shard *s);
 uint64_t flr_shard_stamp(const struct flr_shard *s);
 int64_t flr_shard_min_clock(const struct flr_shard *s);
+
+/* The applied frontier F[w] of a worker (0 for an unknown worker): every push of it with
+ * pseq <= F[w] has been applied, or under BSP is held for its clock. */
+uint64_t flr_shard_frontier(const struct flr_shard *s, uint32_t worker);
 
 /* Moving a BSP shard: its pushes held for a clock not yet closed (they were acknowledged)
  * go with it.  flr_shard_held_push() returns the i-th or NULL; flr_shard_adopt_push()
@@ -88,6 +100,23 @@ void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker);
 /* Counts a removed worker again (it was restarted and readmitted), starting from the
  * shard's current minimum clock. */
 void flr_shard_readmit_worker(struct flr_shard *s, uint32_t worker);
+
+/*
+ * Installs a rebuild's outcome (server/rebuild.h) into a shard just opened whose store the
+ * rebuild filled, before the shard serves: the workers' clocks (those that reported one;
+ * the minimum is recomputed without closing any clock), each worker's applied frontier
+ * and incarnation, the stamp (raised to r->stamp), and the BSP pushes of open clocks,
+ * which the shard holds as acknowledged pushes: it takes each r->held[i].msg and sets it
+ * to NULL.  The rebuild's figures are kept for STATUS (flr_shard_rebuild_info).  Returns
+ * 0, FLR_ENOMEM, or an error for a held push this shard cannot hold (not BSP, unknown
+ * worker or table, bad keys or gradients); on error nothing is installed or taken.  r
+ * stays the caller's to free with flr_rebuild_result_free().
+ */
+int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r);
+
+/* The figures of the rebuild that restored the shard (its arrays are NULL), or NULL when
+ * the shard was not rebuilt. */
+const struct flr_rebuild_result *flr_shard_rebuild_info(const struct flr_shard *s);
 
 /*
  * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been

@@ -74,6 +74,14 @@ struct tsh_chunk {
     float *vals; /* rows * width floats, TSH_ALIGN-aligned */
     uint64_t *stamps;
     uint32_t *steps;
+    uint16_t *holders; /* copies tracked: rows * nholders worker ids, FLR_STORE_NO_HOLDER free */
+    uint64_t *queued;  /* copies tracked: a bit per row, set while it is on the dirty list */
+};
+
+/* The dirty list: a ring of rows whose copies are short, in order of since. */
+struct tsh_dirty {
+    struct flr_dirty *v;
+    size_t head, len, cap; /* cap 0 or a power of two */
 };
 
 struct tsh_touch {
@@ -86,6 +94,9 @@ struct flr_tshard {
     struct flr_table_spec spec;
     const struct flr_optim_ops *ops;
     const struct flr_store *store;
+    struct tsh_dirty *dirty; /* the store's list */
+    uint32_t tix;            /* index in the store */
+    uint32_t nh;             /* holder slots per row; 0: copies are not tracked */
     uint32_t dim;
     uint32_t width;  /* floats per row */
     uint64_t lo, hi; /* dense: the rows held */
@@ -117,6 +128,8 @@ struct flr_store {
     uint32_t shard;
     uint32_t ntables;
     struct flr_tshard tables[FLR_MAX_TABLES];
+    uint32_t nholders, need; /* copies: holder slots per row, holders a row needs */
+    struct tsh_dirty dirty;
 };
 
 static size_t tsh_round(size_t n)
@@ -244,6 +257,22 @@ static float *tsh_row(const struct flr_tshard *t, uint32_t ridx)
     return c->vals + off * t->width;
 }
 
+/* Gives a chunk of rows its holder slots (all free) and queued bits (all clear). */
+static int tsh_chunk_track(struct tsh_chunk *c, size_t rows, uint32_t nh)
+{
+    if (rows > SIZE_MAX / sizeof(uint16_t) / nh)
+        return FLR_ENOMEM;
+    if ((c->holders = malloc(rows * nh * sizeof(uint16_t))) == NULL)
+        return FLR_ENOMEM;
+    if ((c->queued = calloc((rows + 63) / 64, sizeof(uint64_t))) == NULL) {
+        free(c->holders);
+        c->holders = NULL;
+        return FLR_ENOMEM;
+    }
+    memset(c->holders, 0xff, rows * nh * sizeof(uint16_t));
+    return 0;
+}
+
 static int tsh_add_chunk(struct flr_tshard *t, size_t rows)
 {
     struct tsh_chunk c = {0};
@@ -263,9 +292,13 @@ static int tsh_add_chunk(struct flr_tshard *t, size_t rows)
         goto fail_stamps;
     if ((c.steps = calloc(rows, sizeof(*c.steps))) == NULL)
         goto fail_steps;
+    if (t->nh > 0 && tsh_chunk_track(&c, rows, t->nh) != 0)
+        goto fail_track;
     t->chunks[t->nchunks++] = c;
     return 0;
 
+fail_track:
+    free(c.steps);
 fail_steps:
     free(c.stamps);
 fail_stamps:
@@ -369,6 +402,85 @@ static const float *tsh_grad(struct flr_tshard *t, const unsigned char *g)
     return t->scratch;
 }
 
+/* ---- copies: holders and the dirty list --------------------------------------------- */
+
+/* Makes room on the dirty list for n more rows. On failure the list is unchanged. */
+static int tsh_dirty_reserve(struct tsh_dirty *d, size_t n)
+{
+    size_t cap = d->cap ? d->cap : TSH_GROW_MIN;
+    struct flr_dirty *v;
+
+    if (d->len + n <= d->cap)
+        return 0;
+    while (cap < d->len + n) {
+        if (cap > SIZE_MAX / 2 / sizeof(*v))
+            return FLR_ENOMEM;
+        cap *= 2;
+    }
+    if ((v = malloc(cap * sizeof(*v))) == NULL)
+        return FLR_ENOMEM;
+    for (size_t i = 0; i < d->len; i++)
+        v[i] = d->v[(d->head + i) & (d->cap - 1)];
+    free(d->v);
+    d->v = v;
+    d->head = 0;
+    d->cap = cap;
+    return 0;
+}
+
+static uint16_t *tsh_holders(const struct flr_tshard *t, uint32_t ridx)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    return c->holders + off * t->nh;
+}
+
+static int tsh_queued(const struct flr_tshard *t, uint32_t ridx, int set, int clear)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+    uint64_t bit = (uint64_t)1 << (off & 63), *w = &c->queued[off >> 6];
+    int was = (*w & bit) != 0;
+
+    if (set)
+        *w |= bit;
+    if (clear)
+        *w &= ~bit;
+    return was;
+}
+
+static uint32_t tsh_nholders(const struct flr_tshard *t, uint32_t ridx)
+{
+    const uint16_t *h = tsh_holders(t, ridx);
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < t->nh; i++)
+        n += h[i] != FLR_STORE_NO_HOLDER;
+    return n;
+}
+
+/* Lists row ridx (of table row id row) on the dirty list unless it is listed already.
+ * Room must have been reserved. */
+static void tsh_list(struct flr_tshard *t, uint32_t ridx, uint64_t row, uint64_t since)
+{
+    struct tsh_dirty *d = t->dirty;
+
+    if (tsh_queued(t, ridx, 1, 0))
+        return;
+    assert(d->len < d->cap);
+    d->v[(d->head + d->len) & (d->cap - 1)] = (struct flr_dirty){
+        .key = flr_key(t->spec.id, row), .since = since, .tix = t->tix, .ridx = ridx};
+    d->len++;
+}
+
+/* Row ridx changed at stamp: its copies are stale.  Room on the list must be reserved. */
+static void tsh_changed(struct flr_tshard *t, uint32_t ridx, uint64_t row, uint64_t stamp)
+{
+    memset(tsh_holders(t, ridx), 0xff, (size_t)t->nh * sizeof(uint16_t));
+    tsh_list(t, ridx, row, stamp);
+}
+
 /* Applies one gradient row (aligned) to row ridx and marks it with stamp. */
 static void tsh_update(struct flr_tshard *t, uint32_t ridx, const float *grad, uint64_t stamp)
 {
@@ -427,6 +539,9 @@ static void tsh_apply_run(struct flr_tshard *t, uint32_t ridx, uint32_t nrows,
     }
     for (uint32_t r = 0; r < nrows; r++)
         c->stamps[ridx + r] = stamp;
+    if (t->nh > 0)
+        for (uint32_t r = 0; r < nrows; r++)
+            tsh_changed(t, ridx + r, t->lo + ridx + r, stamp);
 }
 
 /* ---- initial values ----------------------------------------------------------------- */
@@ -462,6 +577,8 @@ void flr_table_init_row(const struct flr_table_spec *t, uint64_t row, float *out
 static void tsh_fini(struct flr_tshard *t)
 {
     for (size_t i = 0; i < t->nchunks; i++) {
+        free(t->chunks[i].queued);
+        free(t->chunks[i].holders);
         free(t->chunks[i].steps);
         free(t->chunks[i].stamps);
         free(t->chunks[i].vals);
@@ -545,6 +662,8 @@ int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint
     s->shard = shard;
     for (uint32_t i = 0; i < spec->ntables; i++) {
         s->ntables = i + 1;
+        s->tables[i].dirty = &s->dirty;
+        s->tables[i].tix = i;
         if ((rv = tsh_init(&s->tables[i], s, &s->spec.tables[i])) != 0)
             goto fail_tables;
     }
@@ -562,6 +681,7 @@ void flr_store_free(struct flr_store *s)
         return;
     for (uint32_t i = 0; i < s->ntables; i++)
         tsh_fini(&s->tables[i]);
+    free(s->dirty.v);
     free(s);
 }
 
@@ -828,6 +948,8 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
     const size_t rowbytes = (size_t)t->dim * sizeof(float);
     int rv;
 
+    if (t->nh > 0 && (rv = tsh_dirty_reserve(t->dirty, n)) != 0)
+        return rv;
     if (t->spec.kind == FLR_TABLE_DENSE) {
         for (uint32_t i = 0; i < n;) {
             uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
@@ -841,8 +963,11 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
     }
     if ((rv = tsh_resolve(t, k, n)) != 0)
         return rv;
-    for (uint32_t i = 0; i < n; i++)
+    for (uint32_t i = 0; i < n; i++) {
         tsh_update(t, t->ridx[i], tsh_grad(t, g + i * rowbytes), stamp);
+        if (t->nh > 0)
+            tsh_changed(t, t->ridx[i], flr_key_row(flr_load_u64(k + (size_t)i * 8)), stamp);
+    }
     return 0;
 }
 
@@ -934,6 +1059,15 @@ int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, co
         return 0;
     if ((rv = tsh_acc_reserve(t, n)) != 0)
         return rv;
+    /* Room on the dirty list for every row the clock will change, so that applying it
+     * cannot fail. */
+    if (t->nh > 0) {
+        size_t pending = n;
+        for (uint32_t i = 0; i < t->store->ntables; i++)
+            pending += t->store->tables[i].ntouched;
+        if ((rv = tsh_dirty_reserve(t->dirty, pending)) != 0)
+            return rv;
+    }
     if ((rv = tsh_resolve(t, keys, n)) != 0)
         return rv;
     for (uint32_t i = 0; i < n; i++) {
@@ -965,6 +1099,8 @@ int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
         float *a = t->acc + (size_t)e->slot * t->dim;
 
         tsh_update(t, e->ridx, a, stamp);
+        if (t->nh > 0)
+            tsh_changed(t, e->ridx, e->row, stamp);
         if (t->spec.kind == FLR_TABLE_DENSE) {
             memset(a, 0, rowbytes);
             t->acc_bits[e->ridx >> 6] &= ~((uint64_t)1 << (e->ridx & 63));
@@ -1078,4 +1214,249 @@ int flr_tshard_import(struct flr_tshard *t, const void *keys, uint32_t n, const 
         memcpy(&c->steps[off], r + (size_t)i * rb + fb + 8, 4);
     }
     return 0;
+}
+
+/* ---- copies ------------------------------------------------------------------------------ */
+
+int flr_store_track_copies(struct flr_store *s, uint32_t nholders, uint32_t need)
+{
+    if (nholders == 0 || s->nholders != 0)
+        return s->nholders == nholders ? 0 : FLR_EINVAL;
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        struct flr_tshard *t = &s->tables[i];
+        for (size_t j = 0; j < t->nchunks; j++)
+            if (tsh_chunk_track(&t->chunks[j], t->chunk_rows, nholders) != 0)
+                goto fail;
+        t->nh = nholders;
+    }
+    s->nholders = nholders;
+    s->need = need < nholders ? need : nholders;
+    return 0;
+
+fail:
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        struct flr_tshard *t = &s->tables[i];
+        for (size_t j = 0; j < t->nchunks; j++) {
+            free(t->chunks[j].holders);
+            free(t->chunks[j].queued);
+            t->chunks[j].holders = NULL;
+            t->chunks[j].queued = NULL;
+        }
+        t->nh = 0;
+    }
+    return FLR_ENOMEM;
+}
+
+uint32_t flr_store_need(const struct flr_store *s)
+{
+    return s->need;
+}
+
+/* Calls fn on every row of the store. */
+static void store_each_row(struct flr_store *s,
+                           void (*fn)(struct flr_tshard *, uint32_t, uint64_t, void *), void *arg)
+{
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        struct flr_tshard *t = &s->tables[i];
+        if (t->spec.kind == FLR_TABLE_DENSE) {
+            for (uint32_t r = 0; r < t->nrows; r++)
+                fn(t, r, t->lo + r, arg);
+            continue;
+        }
+        for (size_t j = 0; j < t->index.cap; j++)
+            if (t->index.slots[j].gen == t->index.gen)
+                fn(t, t->index.slots[j].val, t->index.slots[j].key, arg);
+    }
+}
+
+struct store_drop {
+    uint32_t worker;
+    uint64_t since;
+    int all;
+};
+
+static void store_drop_row(struct flr_tshard *t, uint32_t ridx, uint64_t row, void *arg)
+{
+    const struct store_drop *d = arg;
+    uint16_t *h = tsh_holders(t, ridx);
+
+    size_t off;
+    const struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    for (uint32_t i = 0; i < t->nh; i++)
+        if (d->all || h[i] == d->worker)
+            h[i] = FLR_STORE_NO_HOLDER;
+    /* A row never updated needs no copy: every process recreates its initial value. */
+    if (c->stamps[off] != 0 && tsh_nholders(t, ridx) < t->store->need)
+        tsh_list(t, ridx, row, d->since);
+}
+
+/* Reserves room to list every row. */
+static int store_reserve_all(struct flr_store *s)
+{
+    return tsh_dirty_reserve(&s->dirty, (size_t)flr_store_rows(s));
+}
+
+int flr_store_drop_holder(struct flr_store *s, uint32_t worker, uint64_t since)
+{
+    struct store_drop d = {.worker = worker, .since = since};
+    int rv;
+
+    if (s->nholders == 0)
+        return 0;
+    if ((rv = store_reserve_all(s)) != 0)
+        return rv;
+    store_each_row(s, store_drop_row, &d);
+    return 0;
+}
+
+int flr_store_set_need(struct flr_store *s, uint32_t need, uint64_t since)
+{
+    uint32_t old = s->need;
+
+    if (s->nholders == 0)
+        return 0;
+    s->need = need < s->nholders ? need : s->nholders;
+    /* Rows that had enough holders may not any more. */
+    return s->need > old ? flr_store_drop_holder(s, FLR_STORE_NO_HOLDER, since) : 0;
+}
+
+int flr_store_mark_all_dirty(struct flr_store *s, uint64_t since)
+{
+    struct store_drop d = {.worker = FLR_STORE_NO_HOLDER, .since = since, .all = 1};
+    int rv;
+
+    if (s->nholders == 0)
+        return 0;
+    if ((rv = store_reserve_all(s)) != 0)
+        return rv;
+    store_each_row(s, store_drop_row, &d);
+    return 0;
+}
+
+/* Adds worker to the holders of row ridx if it is not one and there is room. */
+static void tsh_add_holder(struct flr_tshard *t, uint32_t ridx, uint32_t worker)
+{
+    uint16_t *h = tsh_holders(t, ridx), *free_slot = NULL;
+    uint32_t j;
+
+    for (j = 0; j < t->nh && h[j] != worker; j++)
+        if (h[j] == FLR_STORE_NO_HOLDER && free_slot == NULL)
+            free_slot = &h[j];
+    if (j == t->nh && free_slot != NULL)
+        *free_slot = (uint16_t)worker;
+}
+
+void flr_tshard_hold(struct flr_tshard *t, const void *keys, uint32_t n, uint32_t worker)
+{
+    const unsigned char *k = keys;
+
+    /* Only a slot-free row is restored from the value a pull returns. */
+    if (t->nh == 0 || t->width != t->dim || worker >= FLR_STORE_NO_HOLDER)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+        uint32_t ridx;
+
+        if (t->spec.kind == FLR_TABLE_DENSE) {
+            ridx = (uint32_t)(row - t->lo);
+        } else {
+            const struct tsh_slot *e = map_find(&t->index, row);
+            if (e == NULL)
+                continue;
+            ridx = e->val;
+        }
+        tsh_add_holder(t, ridx, worker);
+    }
+}
+
+int flr_store_row_short(const struct flr_store *s, const struct flr_dirty *d)
+{
+    return tsh_nholders(&s->tables[d->tix], d->ridx) < s->need;
+}
+
+const struct flr_dirty *flr_store_dirty_head(struct flr_store *s)
+{
+    while (s->dirty.len > 0) {
+        const struct flr_dirty *d = &s->dirty.v[s->dirty.head];
+        if (flr_store_row_short(s, d))
+            return d;
+        flr_store_dirty_pop(s);
+    }
+    return NULL;
+}
+
+void flr_store_dirty_pop(struct flr_store *s)
+{
+    const struct flr_dirty *d;
+
+    if (s->dirty.len == 0)
+        return;
+    d = &s->dirty.v[s->dirty.head];
+    (void)tsh_queued(&s->tables[d->tix], d->ridx, 0, 1);
+    s->dirty.head = (s->dirty.head + 1) & (s->dirty.cap - 1);
+    s->dirty.len--;
+}
+
+uint64_t flr_store_short_rows(const struct flr_store *s)
+{
+    uint64_t n = 0;
+
+    for (size_t i = 0; i < s->dirty.len; i++)
+        n += flr_store_row_short(s, &s->dirty.v[(s->dirty.head + i) & (s->dirty.cap - 1)]);
+    return n;
+}
+
+size_t flr_store_holder_bytes(const struct flr_store *s)
+{
+    size_t b = s->dirty.cap * sizeof(*s->dirty.v);
+
+    for (uint32_t i = 0; i < s->ntables; i++) {
+        const struct flr_tshard *t = &s->tables[i];
+        if (t->nh > 0)
+            b += t->nchunks * (t->chunk_rows * t->nh * sizeof(uint16_t) +
+                               (t->chunk_rows + 63) / 64 * sizeof(uint64_t));
+    }
+    return b;
+}
+
+uint32_t flr_store_row_holders(const struct flr_store *s, const struct flr_dirty *d, uint32_t *out)
+{
+    const struct flr_tshard *t = &s->tables[d->tix];
+    const uint16_t *h = tsh_holders(t, d->ridx);
+    uint32_t n = 0;
+
+    for (uint32_t i = 0; i < t->nh; i++)
+        if (h[i] != FLR_STORE_NO_HOLDER)
+            out[n++] = h[i];
+    return n;
+}
+
+int flr_store_row_add_holder(struct flr_store *s, const struct flr_dirty *d, uint32_t worker,
+                             uint64_t stamp)
+{
+    struct flr_tshard *t = &s->tables[d->tix];
+    size_t off;
+    const struct tsh_chunk *c = tsh_loc(t, d->ridx, &off);
+
+    if (c->stamps[off] > stamp || worker >= FLR_STORE_NO_HOLDER)
+        return 0; /* changed since the copy was read */
+    tsh_add_holder(t, d->ridx, worker);
+    return 1;
+}
+
+struct flr_tshard *flr_store_table_at(struct flr_store *s, uint32_t tix)
+{
+    return tix < s->ntables ? &s->tables[tix] : NULL;
+}
+
+void flr_store_row_export(const struct flr_store *s, const struct flr_dirty *d, uint64_t stamp,
+                          void *row_out)
+{
+    const struct flr_tshard *t = &s->tables[d->tix];
+    size_t fb = (size_t)t->width * sizeof(float);
+    unsigned char key[8], *r = row_out;
+
+    tsh_export_row(t, d->ridx, flr_key_row(d->key), key, r);
+    memcpy(r + fb, &stamp, 8);
 }

@@ -96,6 +96,74 @@ uint32_t flr_tshard_export(const struct flr_tshard *t, uint64_t cursor, uint32_t
                            void *rows, uint64_t *next);
 int flr_tshard_import(struct flr_tshard *t, const void *keys, uint32_t n, const void *rows);
 
+/*
+ * Copies (recovery flr, docs/recovery.md).  Once flr_store_track_copies() is called, every
+ * row has nholders slots (2 bytes each) naming workers that hold a qualified copy of its
+ * current version, and a queued bit.  A change by flr_tshard_apply() or
+ * flr_tshard_apply_accumulated() (not flr_tshard_import()) clears the row's holders and,
+ * unless the row is listed already, appends it to the store's dirty list with since =
+ * the change's stamp.  The list is ordered by since as long as callers list rows with
+ * non-decreasing stamps.  A row is short while it has fewer holders than need.  Without
+ * flr_store_track_copies() (recovery none) none of this costs anything.
+ */
+#define FLR_STORE_NO_HOLDER 0xffffu
+
+/* One row on the dirty list: its key, the stamp of its oldest change not in enough copies,
+ * and where it lives (table index, row index), for the calls below. */
+struct flr_dirty {
+    uint64_t key;
+    uint64_t since;
+    uint32_t tix;
+    uint32_t ridx;
+};
+
+/* Starts tracking copies: nholders (k - 1, at least 1) slots per row, need holders wanted
+ * per row (capped at nholders).  Returns 0, FLR_EINVAL (tracking already started with
+ * another count) or FLR_ENOMEM (nothing tracked). */
+int flr_store_track_copies(struct flr_store *s, uint32_t nholders, uint32_t need);
+uint32_t flr_store_need(const struct flr_store *s);
+
+/* Changes how many holders a row needs (min(k - 1, live workers)); when it grows, rows
+ * now short are listed with since.  Returns 0 or FLR_ENOMEM (need changed, nothing
+ * listed). */
+int flr_store_set_need(struct flr_store *s, uint32_t need, uint64_t since);
+
+/* Forgets worker as a holder of every row (FLR_STORE_NO_HOLDER: forgets nobody); rows
+ * left short are listed with since (here and below, rows never updated, stamp 0, need
+ * no copy and are not listed).  Returns 0 or FLR_ENOMEM (nothing changed). */
+int flr_store_drop_holder(struct flr_store *s, uint32_t worker, uint64_t since);
+
+/* Clears every row's holders and lists every row with since (a rebuilt shard).  Returns 0
+ * or FLR_ENOMEM (nothing changed). */
+int flr_store_mark_all_dirty(struct flr_store *s, uint64_t since);
+
+/* A pull by worker read these rows (keys checked, rows present): on a slot-free table each
+ * row gains worker as a holder if it is not one and a slot is free. */
+void flr_tshard_hold(struct flr_tshard *t, const void *keys, uint32_t n, uint32_t worker);
+
+/* The oldest listed row that is still short, after dropping (and unqueueing) the rows at
+ * the head that are not; NULL when none is.  Valid until the store changes. */
+const struct flr_dirty *flr_store_dirty_head(struct flr_store *s);
+
+/* Takes the head row off the list (it may be listed again by its next change). */
+void flr_store_dirty_pop(struct flr_store *s);
+
+/* Listed rows that are short (walks the list); bytes the holders and the list take. */
+uint64_t flr_store_short_rows(const struct flr_store *s);
+size_t flr_store_holder_bytes(const struct flr_store *s);
+
+/* About one row named by d: whether it is short; its holders (out has room for k - 1);
+ * adding worker as holder of a copy read at stamp (1 if it was added or is one, 0 when
+ * the row changed after stamp); the table it belongs to; and its export (as
+ * flr_tshard_export() writes a row) with stamp written as its stamp. */
+int flr_store_row_short(const struct flr_store *s, const struct flr_dirty *d);
+uint32_t flr_store_row_holders(const struct flr_store *s, const struct flr_dirty *d, uint32_t *out);
+int flr_store_row_add_holder(struct flr_store *s, const struct flr_dirty *d, uint32_t worker,
+                             uint64_t stamp);
+struct flr_tshard *flr_store_table_at(struct flr_store *s, uint32_t tix);
+void flr_store_row_export(const struct flr_store *s, const struct flr_dirty *d, uint64_t stamp,
+                          void *row_out);
+
 /* The deterministic initial value of a row: fills dim floats. */
 void flr_table_init_row(const struct flr_table_spec *t, uint64_t row, float *out);
 

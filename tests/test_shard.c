@@ -30,6 +30,7 @@
 #include "common/spec.h"
 #include "common/transport.h"
 #include "common/util.h"
+#include "server/rebuild.h"
 #include "server/shard.h"
 #include "server/store.h"
 
@@ -165,6 +166,10 @@ struct reply {
     int type;
     int status;
     uint64_t stamp;
+    uint64_t aux;    /* q: the covered pseq */
+    int64_t clock;   /* c: the closed clock (pull replies) */
+    uint32_t nextra; /* x: the frontier vector */
+    uint64_t extra[8];
     uint32_t nvals;
     float vals[64];
     char reason[FLR_REASON_MAX];
@@ -219,9 +224,43 @@ static nng_msg *mk_push(struct fixture *f, uint32_t worker, uint32_t table, int6
     return encode(&m);
 }
 
+/* A push with a sequence number (pseq), as a client of recovery flr sends it. */
+static nng_msg *mk_push_seq(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                            const uint64_t *keys, uint32_t nkeys, const float *vals, uint32_t nvals,
+                            uint64_t seq)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_PUSH, worker, clock);
+    m.table = table;
+    m.keys = keys;
+    m.nkeys = nkeys;
+    m.vals = vals;
+    m.vals_len = (uint64_t)nvals * sizeof(float);
+    m.seq = seq;
+    return encode(&m);
+}
+
 static nng_msg *mk_clock(struct fixture *f, uint32_t worker, int64_t clock)
 {
     struct flr_msg m = msg_base(f, FLR_MSG_CLOCK, worker, clock);
+    return encode(&m);
+}
+
+/* A pull or clock showing the sender's incarnation base. */
+static nng_msg *mk_pull_inc(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                            const uint64_t *keys, uint32_t nkeys, uint64_t inc)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_PULL, worker, clock);
+    m.table = table;
+    m.keys = keys;
+    m.nkeys = nkeys;
+    m.seq = inc;
+    return encode(&m);
+}
+
+static nng_msg *mk_clock_inc(struct fixture *f, uint32_t worker, int64_t clock, uint64_t inc)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_CLOCK, worker, clock);
+    m.seq = inc;
     return encode(&m);
 }
 
@@ -252,6 +291,12 @@ static void pending_finish(struct fixture *f, struct pending *p, struct reply *o
     out->type = r.type;
     out->status = r.status;
     out->stamp = r.stamp;
+    out->aux = r.aux;
+    out->clock = r.clock;
+    assert_true(r.extra_len <= sizeof(out->extra));
+    out->nextra = (uint32_t)(r.extra_len / 8);
+    for (uint32_t i = 0; i < out->nextra; i++)
+        out->extra[i] = flr_load_u64((const unsigned char *)r.extra + i * 8);
     snprintf(out->reason, sizeof(out->reason), "%.*s", (int)r.reason_len, r.reason);
     assert_true(r.vals_len <= sizeof(out->vals));
     out->nvals = (uint32_t)(r.vals_len / sizeof(float));
@@ -309,6 +354,53 @@ static void pull_ok(struct fixture *f, uint32_t worker, uint32_t table, int64_t 
     assert_int_equal(r->type, FLR_MSG_PULL_REPLY);
     if (r->status != 0)
         fail_msg("pull rejected: %s: %s", flr_errname(r->status), r->reason);
+}
+
+static void push_seq_ok(struct fixture *f, uint32_t worker, uint32_t table, int64_t clock,
+                        const uint64_t *keys, uint32_t nkeys, const float *vals, uint32_t nvals,
+                        uint64_t seq, struct reply *r)
+{
+    rpc(f, mk_push_seq(f, worker, table, clock, keys, nkeys, vals, nvals, seq), r);
+    assert_int_equal(r->type, FLR_MSG_PUSH_REPLY);
+    if (r->status != 0)
+        fail_msg("push rejected: %s: %s", flr_errname(r->status), r->reason);
+}
+
+/* Serves requests until the shard holds n pushes waiting for their predecessors. */
+static void serve_until_early(struct fixture *f, uint64_t n)
+{
+    int64_t deadline = flr_now_ms() + WAIT_MS;
+
+    while (flr_shard_stats(f->sh)->early_pushes != n) {
+        if (flr_now_ms() > deadline)
+            fail_msg("the shard holds %llu early pushes, expected %llu",
+                     (unsigned long long)flr_shard_stats(f->sh)->early_pushes,
+                     (unsigned long long)n);
+        serve_one(f, 10);
+    }
+}
+
+/* Serves requests until the call completes (with a reply or an error). */
+static void serve_until_done(struct fixture *f, struct pending *p)
+{
+    int64_t deadline = flr_now_ms() + WAIT_MS;
+
+    while (!pending_is_done(p)) {
+        if (flr_now_ms() > deadline)
+            fail_msg("the call did not complete within %d ms", WAIT_MS);
+        serve_one(f, 10);
+    }
+}
+
+static void assert_row(struct fixture *f, uint64_t row, const float *want)
+{
+    const float *v =
+        flr_tshard_peek(flr_store_table(flr_shard_store(f->sh), DENSE), row, NULL, NULL);
+    assert_non_null(v);
+    for (int j = 0; j < DENSE_DIM; j++)
+        if (v[j] != want[j])
+            fail_msg("row %llu column %d is %g, expected %g", (unsigned long long)row, j,
+                     (double)v[j], (double)want[j]);
 }
 
 /* ---- fixtures ----------------------------------------------------------------------- */
@@ -940,6 +1032,254 @@ static void close_with_held_pull_is_clean_at_teardown(void **state)
     flr_call_fini(&held.call);
 }
 
+/* ---- exactly-once pushes ------------------------------------------------------------- */
+
+#define INC(ms) ((uint64_t)(ms) << FLR_SHARD_INC_SHIFT)
+
+static void asp_retried_push_is_acknowledged_and_applied_once(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 1);
+    const float g[DENSE_DIM] = {1, 2, 3}, want[DENSE_DIM] = {-1, -2, -3};
+    struct reply r;
+
+    /* The shard knows nothing of this process: its first push is taken as the next. */
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(500) + 7, &r);
+    assert_int_equal(r.stamp, 1);
+    assert_int_equal(flr_shard_frontier(f->sh, 0), INC(500) + 7);
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(500) + 7, &r);
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    assert_row(f, 1, want);
+    assert_int_equal(flr_shard_stats(f->sh)->duplicate_pushes, 1);
+    assert_int_equal(flr_shard_stats(f->sh)->pushes, 1);
+
+    /* Without a sequence number a push is applied every time, as before. */
+    push_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM);
+    push_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM);
+    assert_int_equal(flr_shard_stamp(f->sh), 3);
+}
+
+static void asp_early_push_waits_for_its_predecessor(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 2);
+    const float g[DENSE_DIM] = {1, 0, 0}, h[DENSE_DIM] = {0, 2, 0}, e[DENSE_DIM] = {0, 0, 4};
+    const float want[DENSE_DIM] = {-2, -4, -4};
+    struct pending early, gone, retry;
+    struct reply r;
+
+    rpc(f, mk_clock_inc(f, 1, 0, INC(9)), &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(flr_shard_frontier(f->sh, 1), 0);
+
+    /* Known process: pseq 2 arrives first and waits for pseq 1. */
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(9) + 1, &r);
+    pending_init(&early);
+    pending_start(f, &early, mk_push_seq(f, 1, DENSE, 0, &key, 1, h, DENSE_DIM, INC(9) + 3));
+    serve_until_early(f, 1);
+    assert_false(pending_is_done(&early));
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(9) + 2, &r);
+    assert_int_equal(r.stamp, 2);
+    pending_finish(f, &early, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.stamp, 3);
+    flr_call_fini(&early.call);
+    assert_int_equal(flr_shard_frontier(f->sh, 1), INC(9) + 3);
+    assert_int_equal(flr_shard_stats(f->sh)->early_pushes, 0);
+
+    /* A retry of a waiting push replaces it; the first copy is never answered. */
+    pending_init(&gone);
+    flr_call_start(&gone.call, f->conn,
+                   mk_push_seq(f, 1, DENSE, 0, &key, 1, e, DENSE_DIM, INC(9) + 5), 300, NULL);
+    serve_until_early(f, 1);
+    pending_init(&retry);
+    pending_start(f, &retry, mk_push_seq(f, 1, DENSE, 0, &key, 1, e, DENSE_DIM, INC(9) + 5));
+    serve_until_done(f, &gone);
+    assert_int_equal(gone.call.rv, FLR_ETIMEOUT);
+    flr_call_fini(&gone.call);
+    assert_int_equal(flr_shard_stats(f->sh)->early_pushes, 1);
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, h, DENSE_DIM, INC(9) + 4, &r);
+    pending_finish(f, &retry, &r);
+    assert_int_equal(r.status, 0);
+    flr_call_fini(&retry.call);
+    /* g twice, h twice, e once. */
+    assert_int_equal(flr_shard_stamp(f->sh), 5);
+    assert_row(f, 2, want);
+}
+
+static void new_incarnation_resets_the_frontier_and_drops_waiting_pushes(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float g[DENSE_DIM] = {1, 1, 1}, want[DENSE_DIM] = {-2, -2, -2};
+    struct pending stale;
+    struct reply r;
+
+    push_seq_ok(f, 2, DENSE, 0, &key, 1, g, DENSE_DIM, INC(100) + 1, &r);
+    pending_init(&stale);
+    flr_call_start(&stale.call, f->conn,
+                   mk_push_seq(f, 2, DENSE, 0, &key, 1, g, DENSE_DIM, INC(100) + 3), 300, NULL);
+    serve_until_early(f, 1);
+
+    /* The worker restarted: its first pull shows the new base. */
+    rpc(f, mk_pull_inc(f, 2, DENSE, 0, &key, 1, INC(200)), &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(flr_shard_frontier(f->sh, 2), INC(200));
+    assert_int_equal(flr_shard_stats(f->sh)->early_pushes, 0);
+    serve_until_done(f, &stale);
+    assert_int_equal(stale.call.rv, FLR_ETIMEOUT);
+    flr_call_fini(&stale.call);
+
+    /* Its pushes count from the new base: pseq 1 is new, not a duplicate. */
+    push_seq_ok(f, 2, DENSE, 0, &key, 1, g, DENSE_DIM, INC(200) + 1, &r);
+    assert_int_equal(flr_shard_stamp(f->sh), 2);
+    assert_row(f, 3, want);
+
+    /* The old process's late requests are refused. */
+    rpc(f, mk_push_seq(f, 2, DENSE, 0, &key, 1, g, DENSE_DIM, INC(100) + 2), &r);
+    assert_int_equal(r.status, FLR_EBAD_REQUEST);
+    assert_row(f, 3, want);
+}
+
+static void bsp_retried_push_is_held_once_and_applied_once(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 5);
+    const float g[DENSE_DIM] = {1, 2, 3}, want[DENSE_DIM] = {-1, -2, -3};
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(7) + 1, &r);
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(7) + 1, &r);
+    assert_non_null(flr_shard_held_push(f->sh, 0));
+    assert_null(flr_shard_held_push(f->sh, 1));
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    assert_row(f, 5, want);
+    assert_int_equal(flr_shard_frontier(f->sh, 0), INC(7) + 1);
+
+    /* A retry that arrives after its clock closed is acknowledged, not refused. */
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(7) + 1, &r);
+    assert_null(flr_shard_held_push(f->sh, 0));
+    assert_row(f, 5, want);
+    assert_int_equal(flr_shard_stats(f->sh)->duplicate_pushes, 2);
+    assert_int_equal(flr_shard_stats(f->sh)->rejected, 0);
+}
+
+/* ---- restoring a rebuilt shard -------------------------------------------------------- */
+
+/* A held push as the rebuild hands it over: the message and its decoding into it. */
+static void rebuilt_push(struct fixture *f, struct flr_rebuild_held *h, uint32_t worker,
+                         int64_t clock, const uint64_t *key, const float *g, uint64_t seq)
+{
+    char why[FLR_REASON_MAX];
+
+    h->msg = mk_push_seq(f, worker, DENSE, clock, key, 1, g, DENSE_DIM, seq);
+    assert_int_equal(flr_msg_decode(&h->m, nng_msg_body(h->msg), nng_msg_len(h->msg), &f->lim,
+                                    &f->zone, why, sizeof(why)),
+                     0);
+}
+
+static void restore_installs_clocks_frontiers_stamp_and_held_pushes(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float g[DENSE_DIM] = {1, 2, 4};
+    struct flr_rebuild_result r = {0};
+    const struct flr_rebuild_result *info;
+    struct reply rep;
+
+    r.nworkers = NWORKERS;
+    r.clock = calloc(NWORKERS, sizeof(*r.clock));
+    r.frontier = calloc(NWORKERS, sizeof(*r.frontier));
+    r.held = calloc(1, sizeof(*r.held));
+    assert_non_null(r.clock);
+    assert_non_null(r.frontier);
+    assert_non_null(r.held);
+    r.clock[0] = 3;
+    r.clock[1] = 2;
+    r.clock[2] = -1; /* did not answer: keeps what the shard knows */
+    r.frontier[0] = INC(1000) + 5;
+    r.frontier[1] = INC(2000) + 3;
+    r.stamp = 10;
+    rebuilt_push(f, &r.held[0], 1, 2, &key, g, INC(2000) + 3);
+    r.nheld = 1;
+    r.rows_rebuilt = 6;
+    r.rows_lost = 1;
+    r.rows_from_log = 1;
+    r.entries_replayed = 4;
+    r.entries_skipped = 2;
+    r.workers = 2;
+    r.bytes = 12345;
+    r.ms = 17;
+
+    /* Worker 2 already showed clock 2 to the fresh shard. */
+    clock_ok(f, 2, 2);
+    assert_int_equal(flr_shard_min_clock(f->sh), 0);
+    assert_null(flr_shard_rebuild_info(f->sh));
+
+    assert_int_equal(flr_shard_restore(f->sh, &r), 0);
+    assert_null(r.held[0].msg);
+    assert_int_equal(flr_shard_stamp(f->sh), 10);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    assert_int_equal(flr_shard_frontier(f->sh, 0), INC(1000) + 5);
+    assert_int_equal(flr_shard_frontier(f->sh, 1), INC(2000) + 3);
+    assert_int_equal(flr_shard_frontier(f->sh, 2), 0);
+    assert_non_null(flr_shard_held_push(f->sh, 0));
+    info = flr_shard_rebuild_info(f->sh);
+    assert_non_null(info);
+    assert_int_equal(info->rows_rebuilt, 6);
+    assert_int_equal(info->rows_lost, 1);
+    assert_int_equal(info->rows_from_log, 1);
+    assert_int_equal(info->entries_replayed, 4);
+    assert_int_equal(info->entries_skipped, 2);
+    assert_int_equal(info->workers, 2);
+    assert_int_equal(info->bytes, 12345);
+    assert_int_equal(info->ms, 17);
+    assert_null(info->clock);
+    flr_rebuild_result_free(&r);
+
+    /* The worker retries the push the rebuild holds: acknowledged, not held twice. */
+    push_seq_ok(f, 1, DENSE, 2, &key, 1, g, DENSE_DIM, INC(2000) + 3, &rep);
+    assert_null(flr_shard_held_push(f->sh, 1));
+    assert_int_equal(flr_shard_stats(f->sh)->duplicate_pushes, 1);
+
+    /* The held push of clock 2 waits for clock 2 to close, then is applied once. */
+    pull_ok(f, 0, DENSE, 2, &key, 1, &rep);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(rep.vals[j] == 0.0f);
+    clock_ok(f, 1, 3);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    clock_ok(f, 2, 3);
+    assert_int_equal(flr_shard_min_clock(f->sh), 3);
+    assert_int_equal(flr_shard_stamp(f->sh), 11);
+    pull_ok(f, 0, DENSE, 3, &key, 1, &rep);
+    for (int j = 0; j < DENSE_DIM; j++)
+        assert_true(rep.vals[j] == -g[j]);
+}
+
+static void restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const float g[DENSE_DIM] = {1, 2, 4};
+    struct flr_rebuild_result r = {0};
+
+    /* ASP holds no pushes for a clock. */
+    r.nworkers = NWORKERS;
+    r.held = calloc(1, sizeof(*r.held));
+    assert_non_null(r.held);
+    rebuilt_push(f, &r.held[0], 1, 0, &key, g, INC(1) + 1);
+    r.nheld = 1;
+    r.stamp = 4;
+    assert_int_equal(flr_shard_restore(f->sh, &r), FLR_EBAD_REQUEST);
+    assert_non_null(r.held[0].msg);
+    assert_int_equal(flr_shard_stamp(f->sh), 0);
+    assert_null(flr_shard_rebuild_info(f->sh));
+    flr_rebuild_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -979,6 +1319,18 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(close_with_held_pull_is_clean_at_teardown, setup_bsp,
                                         teardown),
+        cmocka_unit_test_setup_teardown(asp_retried_push_is_acknowledged_and_applied_once,
+                                        setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(asp_early_push_waits_for_its_predecessor, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(
+            new_incarnation_resets_the_frontier_and_drops_waiting_pushes, setup_asp, teardown),
+        cmocka_unit_test_setup_teardown(bsp_retried_push_is_held_once_and_applied_once, setup_bsp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(restore_installs_clocks_frontiers_stamp_and_held_pushes,
+                                        setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(
+            restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing, setup_asp, teardown),
     };
     int rv;
 

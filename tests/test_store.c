@@ -1169,6 +1169,221 @@ static void alloc_rejects_bad_arguments(void **state)
     flr_store_free(NULL);
 }
 
+/* ---- copies: holders and the dirty list ----------------------------------------------- */
+
+/* Pushes a gradient of ones to the given rows of table t at stamp. */
+static void touch_rows(struct flr_tshard *t, uint32_t table, const uint64_t *rows, uint32_t n,
+                       uint64_t stamp)
+{
+    uint64_t keys[16];
+    float g[16 * 4];
+    uint32_t dim = flr_tshard_spec(t)->dim;
+
+    assert_true(n <= 16 && dim <= 4);
+    for (uint32_t i = 0; i < n; i++)
+        keys[i] = flr_key(table, rows[i]);
+    for (uint32_t i = 0; i < n * dim; i++)
+        g[i] = 1.0f;
+    assert_int_equal(flr_tshard_apply(t, keys, n, g, stamp), 0);
+}
+
+static void hold_rows(struct flr_tshard *t, uint32_t table, const uint64_t *rows, uint32_t n,
+                      uint32_t worker)
+{
+    uint64_t keys[16];
+
+    for (uint32_t i = 0; i < n; i++)
+        keys[i] = flr_key(table, rows[i]);
+    flr_tshard_hold(t, keys, n, worker);
+}
+
+/* Pops every listed short row into rows[] (their row ids) and since[]; returns the count. */
+static size_t drain_dirty(struct flr_store *s, uint64_t *rows, uint64_t *since, size_t max)
+{
+    const struct flr_dirty *d;
+    size_t n = 0;
+
+    while ((d = flr_store_dirty_head(s)) != NULL) {
+        assert_true(n < max);
+        rows[n] = flr_key_row(d->key);
+        since[n++] = d->since;
+        flr_store_dirty_pop(s);
+    }
+    return n;
+}
+
+static void untracked_store_lists_nothing(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s;
+    const uint64_t rows[2] = {1, 2};
+
+    job_one(&spec, 1, FLR_TABLE_DENSE, 10, 2, FLR_OPT_SGD);
+    s = store_new(&spec, 0);
+    touch_rows(flr_store_table(s, 1), 1, rows, 2, 1);
+    assert_null(flr_store_dirty_head(s));
+    assert_int_equal(flr_store_holder_bytes(s), 0);
+    assert_int_equal(flr_store_short_rows(s), 0);
+    flr_store_free(s);
+}
+
+static void changed_rows_lose_their_holders_and_are_listed_once_in_order(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s;
+    struct flr_tshard *t;
+    const uint64_t held[4] = {0, 1, 2, 3}, a[2] = {2, 3}, b[2] = {3, 5};
+    uint64_t rows[16], since[16], key = flr_key(1, 7);
+    unsigned char row7[2 * 4 + 12] = {0};
+    uint32_t who[2];
+    const struct flr_dirty *d;
+
+    job_one(&spec, 1, FLR_TABLE_DENSE, 10, 2, FLR_OPT_SGD);
+    s = store_new(&spec, 0);
+    t = flr_store_table(s, 1);
+    assert_int_equal(flr_store_track_copies(s, 2, 2), 0);
+    assert_true(flr_store_holder_bytes(s) >= 10 * 2 * sizeof(uint16_t));
+
+    /* Initial rows need no copy: a rebuild recreates them. */
+    hold_rows(t, 1, held, 4, 0);
+    hold_rows(t, 1, held, 4, 1);
+    hold_rows(t, 1, held, 4, 2); /* no room for a third holder */
+    assert_null(flr_store_dirty_head(s));
+
+    touch_rows(t, 1, a, 2, 1);
+    touch_rows(t, 1, b, 2, 2);
+    assert_int_equal(flr_store_short_rows(s), 3);
+    d = flr_store_dirty_head(s);
+    assert_non_null(d);
+    assert_int_equal(d->key, flr_key(1, 2));
+    assert_int_equal(d->since, 1);
+    assert_int_equal(flr_store_row_holders(s, d, who), 0);
+
+    /* A row that got its holders back leaves the head; one holder of two is short. */
+    hold_rows(t, 1, a, 1, 0);
+    hold_rows(t, 1, a, 1, 1);
+    hold_rows(t, 1, b, 1, 1);
+    d = flr_store_dirty_head(s);
+    assert_int_equal(d->key, flr_key(1, 3));
+    assert_int_equal(flr_store_row_holders(s, d, who), 1);
+    assert_int_equal(who[0], 1);
+
+    /* Imported rows are not changes. */
+    assert_int_equal(flr_tshard_import(t, &key, 1, row7), 0);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 2);
+    assert_int_equal(rows[0], 3);
+    assert_int_equal(since[0], 1); /* its oldest change, not its last */
+    assert_int_equal(rows[1], 5);
+    assert_int_equal(since[1], 2);
+
+    /* Popped rows are listed again by their next change. */
+    touch_rows(t, 1, b, 1, 3);
+    d = flr_store_dirty_head(s);
+    assert_int_equal(d->key, flr_key(1, 3));
+    assert_int_equal(d->since, 3);
+    flr_store_free(s);
+}
+
+static void only_slot_free_rows_are_held_by_pulls_but_replicas_hold_any(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s;
+    struct flr_tshard *t;
+    const uint64_t r[1] = {4};
+    uint32_t who[1];
+    const struct flr_dirty *d;
+    unsigned char out[2 * 3 * 4 + 12];
+    uint64_t stamp;
+
+    job_one(&spec, 1, FLR_TABLE_DENSE, 10, 2, FLR_OPT_ADAM);
+    s = store_new(&spec, 0);
+    t = flr_store_table(s, 1);
+    assert_int_equal(flr_store_track_copies(s, 1, 1), 0);
+    touch_rows(t, 1, r, 1, 5);
+    hold_rows(t, 1, r, 1, 0);
+    d = flr_store_dirty_head(s);
+    assert_non_null(d);
+    assert_int_equal(flr_store_row_holders(s, d, who), 0);
+
+    /* A replica read at stamp 4 predates the change; one read at 5 holds it. */
+    assert_int_equal(flr_store_row_add_holder(s, d, 0, 4), 0);
+    assert_int_equal(flr_store_row_add_holder(s, d, 0, 5), 1);
+    assert_int_equal(flr_store_row_holders(s, d, who), 1);
+    assert_false(flr_store_row_short(s, d));
+
+    /* The export carries value, slots and steps, with the replica's stamp. */
+    flr_store_row_export(s, d, 9, out);
+    memcpy(&stamp, out + 2 * 3 * 4, 8);
+    assert_int_equal(stamp, 9);
+    assert_memory_equal(out, flr_tshard_peek(t, 4, NULL, NULL), 2 * 3 * 4);
+    assert_null(flr_store_dirty_head(s));
+    flr_store_free(s);
+}
+
+static void dropped_worker_relists_the_rows_it_held_at_the_given_stamp(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s;
+    struct flr_tshard *t;
+    const uint64_t r[3] = {1, 2, 3};
+    uint64_t rows[16], since[16];
+
+    job_one(&spec, 1, FLR_TABLE_DENSE, 10, 2, FLR_OPT_SGD);
+    s = store_new(&spec, 0);
+    t = flr_store_table(s, 1);
+    assert_int_equal(flr_store_track_copies(s, 2, 2), 0);
+    touch_rows(t, 1, r, 3, 1);
+    hold_rows(t, 1, r, 2, 0);
+    hold_rows(t, 1, r, 3, 1);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 1); /* row 3: one holder */
+    assert_int_equal(rows[0], 3);
+    assert_null(flr_store_dirty_head(s));
+
+    assert_int_equal(flr_store_drop_holder(s, 0, 7), 0);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(since[i], 7);
+
+    /* With one live worker left a single holder is enough... */
+    hold_rows(t, 1, r, 3, 1);
+    assert_int_equal(flr_store_set_need(s, 1, 8), 0);
+    assert_null(flr_store_dirty_head(s));
+    /* ...until a second one is back. */
+    assert_int_equal(flr_store_set_need(s, 2, 9), 0);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 3);
+    assert_int_equal(since[0], 9);
+    flr_store_free(s);
+}
+
+static void accumulated_and_sparse_changes_are_listed_and_rebuilds_list_all(void **state)
+{
+    struct flr_job_spec spec;
+    struct flr_store *s;
+    struct flr_tshard *t;
+    uint64_t row = 0, keys[2], rows[16], since[16];
+    const float g[4] = {1, 1, 1, 1};
+
+    job_one(&spec, 1, FLR_TABLE_SPARSE, 0, 2, FLR_OPT_SGD);
+    s = store_new(&spec, 0);
+    t = flr_store_table(s, 1);
+    assert_int_equal(flr_store_track_copies(s, 1, 1), 0);
+    keys[0] = sparse_key_in(1, 1, 0, &row);
+    keys[1] = sparse_key_in(1, 1, 0, &row);
+    assert_int_equal(flr_tshard_accumulate(t, keys, 2, g), 0);
+    assert_null(flr_store_dirty_head(s));
+    assert_int_equal(flr_tshard_apply_accumulated(t, 4), 0);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 2);
+    assert_int_equal(since[0], 4);
+    assert_int_equal(since[1], 4);
+
+    flr_tshard_hold(t, keys, 2, 0);
+    assert_int_equal(flr_store_mark_all_dirty(s, 6), 0);
+    assert_int_equal(flr_store_short_rows(s), 2);
+    assert_int_equal(drain_dirty(s, rows, since, 16), 2);
+    assert_int_equal(since[1], 6);
+    flr_store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1194,6 +1409,11 @@ int main(void)
         cmocka_unit_test(bytes_and_rows_follow_the_slices),
         cmocka_unit_test(alloc_rejects_bad_arguments),
         cmocka_unit_test(export_import_moves_rows_slots_and_stamps),
+        cmocka_unit_test(untracked_store_lists_nothing),
+        cmocka_unit_test(changed_rows_lose_their_holders_and_are_listed_once_in_order),
+        cmocka_unit_test(only_slot_free_rows_are_held_by_pulls_but_replicas_hold_any),
+        cmocka_unit_test(dropped_worker_relists_the_rows_it_held_at_the_given_stamp),
+        cmocka_unit_test(accumulated_and_sparse_changes_are_listed_and_rebuilds_list_all),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
