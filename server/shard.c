@@ -77,9 +77,10 @@ struct flr_shard {
     /* Exactly-once pushes (docs/recovery.md): per worker the incarnation it last showed
      * (seq >> FLR_SHARD_INC_SHIFT, 0 = none yet) and the applied frontier F[w].  F[w]
      * belongs to inc[w] when F[w] >> FLR_SHARD_INC_SHIFT == inc[w]; otherwise the shard
-     * does not know what it applied of that process (it was opened afresh) and takes the
-     * first push it sees as the next.  Pushes below floor[w], sent before that one, have
-     * an unknown past and are applied as they come. */
+     * does not know what it applied of that process: under recovery flr it applied nothing
+     * (restores and drains install every frontier), under none (it was opened afresh after
+     * a loss) it takes the first push it sees as the next.  Pushes below floor[w], sent before that
+     * one, have an unknown past and are applied as they come. */
     uint64_t *inc;
     uint64_t *frontier;
     uint64_t *floor;
@@ -396,8 +397,11 @@ static uint64_t shard_covered(struct flr_shard *s, uint32_t w)
         return 0;
     safe = shard_safe(s);
     f = &s->cov[w];
-    while (f->head < f->n && f->v[f->head].stamp <= safe)
-        s->covered[w] = f->v[f->head++].pseq;
+    /* Pushes applied without moving the frontier (see floor) may come late in the FIFO:
+     * the covered pseq never goes back. */
+    for (; f->head < f->n && f->v[f->head].stamp <= safe; f->head++)
+        if (f->v[f->head].pseq > s->covered[w])
+            s->covered[w] = f->v[f->head].pseq;
     if (f->head == f->n)
         f->head = f->n = 0;
     return s->covered[w];
@@ -716,9 +720,15 @@ static enum flr_shard_verdict shard_push_in_order(struct flr_shard *s, struct fl
         return FLR_SHARD_REPLIED;
     }
     if ((s->frontier[w] >> FLR_SHARD_INC_SHIFT) != s->inc[w]) {
-        /* Nothing known of this process's earlier pushes: this one is the next. */
-        s->frontier[w] = m->seq - 1;
-        s->floor[w] = m->seq;
+        if (s->flr) {
+            /* A shard under recovery flr learns every frontier it had (restore, drain):
+             * one it does not know is of a process that never pushed to it. */
+            s->frontier[w] = s->inc[w] << FLR_SHARD_INC_SHIFT;
+        } else {
+            /* Nothing known of this process's earlier pushes: this one is the next. */
+            s->frontier[w] = m->seq - 1;
+            s->floor[w] = m->seq;
+        }
     }
     if (m->seq < s->floor[w]) {
         /* Sent before the first push this shard saw from the process, whose effect the

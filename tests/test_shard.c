@@ -1373,6 +1373,27 @@ static void pulls_make_holders_and_covered_pseq_follows_the_safe_stamp(void **st
     assert_int_equal(r.aux, INC(3) + 2);
 }
 
+static void flr_shard_applies_a_new_process_from_its_first_push(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 5);
+    const float g[DENSE_DIM] = {1, 1, 1}, want[DENSE_DIM] = {-2, -2, -2};
+    struct pending second;
+    struct reply r;
+
+    /* Under flr a frontier the shard was not given is a process's base: pseq 2 waits. */
+    pending_init(&second);
+    pending_start(f, &second, mk_push_seq(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(6) + 2));
+    serve_until_early(f, 1);
+    assert_int_equal(flr_shard_stamp(f->sh), 0);
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(6) + 1, &r);
+    pending_finish(f, &second, &r);
+    flr_call_fini(&second.call);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.stamp, 2);
+    assert_row(f, 5, want);
+}
+
 static void replication_sends_listed_rows_and_acks_make_holders(void **state)
 {
     struct fixture *f = *state;
@@ -1575,6 +1596,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(recovery_none_replies_carry_no_copies_state, setup_asp,
                                         teardown),
         cmocka_unit_test_setup_teardown(pulls_make_holders_and_covered_pseq_follows_the_safe_stamp,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(flr_shard_applies_a_new_process_from_its_first_push,
                                         setup_flr_asp, teardown),
         cmocka_unit_test_setup_teardown(replication_sends_listed_rows_and_acks_make_holders,
                                         setup_flr_asp, teardown),
