@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +51,7 @@ struct srv_cfg {
     long long max_msg_mb;
     long long max_keys;
     long long start_timeout_ms;
+    long long replicate_ms;
     char log_level[16];
 };
 
@@ -68,6 +70,8 @@ static const struct flr_opt srv_opts[] = {
               "most keys in one message"),
     FLR_OPT_I("start-timeout", struct srv_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
               "how long to wait for the job to be created"),
+    FLR_OPT_I("replicate-ms", struct srv_cfg, replicate_ms, "200", 10, 600000, "MS",
+              "recovery flr: how often rows lacking copies are sent to workers (REPLICATE)"),
     FLR_OPT_LOG_LEVEL(struct srv_cfg, "info"),
     {0},
 };
@@ -76,6 +80,20 @@ struct qnode {
     struct flr_req *req;
     nng_msg *msg;
     struct qnode *next;
+};
+
+/* Recovery flr: a worker as the replication pass sees it.  Its node under /workers names
+ * the endpoint where it takes REPLICATE; at most one is in flight to it at a time. */
+struct srv_worker {
+    int live;                        /* its node exists */
+    char want[FLR_ENDPOINT_MAX];     /* the endpoint its node names, "" when none */
+    char endpoint[FLR_ENDPOINT_MAX]; /* the endpoint conn dials */
+    struct flr_conn *conn;           /* open while it has an endpoint */
+    struct flr_call call;            /* the REPLICATE in flight, if busy */
+    atomic_int done;                 /* set by the call's completion (an nng thread) */
+    int busy;
+    uint32_t shard; /* what the call in flight copies */
+    uint64_t epoch, batch;
 };
 
 struct srv {
@@ -102,6 +120,11 @@ struct srv {
     uint64_t requests;
     int lease_lapsed;         /* logged once per lapse */
     int64_t lease_renewed_ms; /* when the last renewal was sent */
+
+    int flr;                    /* recovery flr: copies are made */
+    struct srv_worker *workers; /* spec.num_workers entries when flr */
+    int64_t next_replicate_ms;  /* when the next replication pass runs */
+    int64_t workers_reread_ms;  /* when to re-read nodes that named no endpoint yet */
 };
 
 static volatile sig_atomic_t srv_stop;
@@ -204,6 +227,27 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
         /* For a worker that asks where it stands (rejoining after a restart). */
         json_object_set_new(o, "sender_clock", json_integer(wc));
         json_object_set_new(o, "sender_removed", json_boolean(removed));
+        json_object_set_new(o, "duplicate_pushes", json_integer((json_int_t)st->duplicate_pushes));
+        struct flr_shard_copies c;
+        if (flr_shard_copies(sh, &c))
+            json_object_set_new(
+                o, "copies",
+                json_pack(
+                    "{sI sI sI sI sI sI sI sI}", "k", (json_int_t)c.k, "need", (json_int_t)c.need,
+                    "short_rows", (json_int_t)c.short_rows, "safe_stamp", (json_int_t)c.safe_stamp,
+                    "replicated_rows", (json_int_t)c.replicated_rows, "replicated_bytes",
+                    (json_int_t)c.replicated_bytes, "replicate_errors",
+                    (json_int_t)c.replicate_errors, "holder_bytes", (json_int_t)c.holder_bytes));
+        const struct flr_rebuild_result *rb = flr_shard_rebuild_info(sh);
+        if (rb)
+            json_object_set_new(
+                o, "rebuild",
+                json_pack("{sI sI sI sI sI sI sI sI}", "rows_rebuilt", (json_int_t)rb->rows_rebuilt,
+                          "rows_lost", (json_int_t)rb->rows_lost, "rows_from_log",
+                          (json_int_t)rb->rows_from_log, "entries_replayed",
+                          (json_int_t)rb->entries_replayed, "entries_skipped",
+                          (json_int_t)rb->entries_skipped, "workers", (json_int_t)rb->workers,
+                          "bytes", (json_int_t)rb->bytes, "ms", (json_int_t)rb->ms));
     }
     for (int c = 1; c < FLR_E_COUNT_; c++) {
         uint64_t n = s->rejected[c];
@@ -256,7 +300,7 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
 {
     struct flr_shard *sh = m->shard < s->spec.num_shards ? s->shards[m->shard] : NULL;
     struct flr_msg r = {0};
-    char why[FLR_REASON_MAX], meta[96];
+    char why[FLR_REASON_MAX], *meta = NULL;
     void *keys = NULL, *rows = NULL;
     nng_msg *out;
     int rv;
@@ -278,10 +322,26 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
     r.stamp = flr_shard_stamp(sh);
     r.clock = -1;
     if (m->table == SRV_DUMP_HELD) {
-        /* The aux-th held push, as it arrived, with its sender and request id. */
+        /* The aux-th held push, as it arrived, with its sender, request id and pseq.  The
+         * first reply also carries every worker's applied frontier, so that the new owner
+         * still recognises retried pushes (under every consistency model). */
         const struct flr_msg *h = flr_shard_held_push(sh, m->aux);
-        snprintf(meta, sizeof(meta), "{\"worker\":%u,\"request_id\":%llu}", h ? h->sender : 0,
-                 h ? (unsigned long long)h->request_id : 0ULL);
+        json_t *j =
+            json_pack("{sI sI sI}", "worker", (json_int_t)(h ? h->sender : 0), "request_id",
+                      (json_int_t)(h ? h->request_id : 0), "seq", (json_int_t)(h ? h->seq : 0));
+        if (j && m->aux == 0) {
+            json_t *fr = json_array();
+            for (uint32_t w = 0; w < s->spec.num_workers; w++)
+                json_array_append_new(fr, json_integer((json_int_t)flr_shard_frontier(sh, w)));
+            json_object_set_new(j, "frontier", fr);
+        }
+        meta = j ? json_dumps(j, JSON_COMPACT) : NULL;
+        json_decref(j);
+        if (!meta) {
+            rv = FLR_ENOMEM;
+            snprintf(why, sizeof(why), "out of memory dumping shard %u", m->shard);
+            goto reject;
+        }
         r.aux = flr_shard_held_push(sh, m->aux + 1) ? m->aux + 1 : UINT64_MAX;
         if (h) {
             r.table = h->table;
@@ -290,6 +350,7 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
             r.nkeys = h->nkeys;
             r.vals = h->vals;
             r.vals_len = h->vals_len;
+            r.seq = h->seq;
         }
         r.text = meta;
         r.text_len = (uint32_t)strlen(meta);
@@ -319,10 +380,12 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
     flr_rep_reply(req, flr_msg_to_nng(&out, &r, NULL) == 0 ? out : NULL);
     free(keys);
     free(rows);
+    free(meta);
     nng_msg_free(msg);
     return;
 reject:
     free(keys);
+    free(meta);
     srv_count_reject(s, rv, m, why);
     flr_reply_error(req, m, s->cfg.job, (uint32_t)s->cfg.id, rv, why);
     nng_msg_free(msg);
@@ -401,17 +464,24 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
             }
         }
     }
-    for (cursor = 0; rv == 0 && s->spec.consistency == FLR_BSP && cursor != UINT64_MAX;) {
+    /* The held pushes (BSP) and, in the first reply, the workers' applied frontiers. */
+    for (cursor = 0; rv == 0 && cursor != UINT64_MAX;) {
+        json_error_t jerr;
+        json_t *meta, *fr;
         if ((rv = srv_dump_call(s, conn, shard, SRV_DUMP_HELD, cursor, &rep, &r)) != 0)
             break;
+        meta = json_loadb(r.text, r.text_len, 0, &jerr);
+        if (cursor == 0 && (fr = json_object_get(meta, "frontier")) && json_is_array(fr))
+            for (size_t w = 0; w < json_array_size(fr) && w < s->spec.num_workers; w++)
+                flr_shard_set_frontier(sh, (uint32_t)w,
+                                       (uint64_t)json_integer_value(json_array_get(fr, w)));
         cursor = r.aux;
         if (r.nkeys > 0) {
-            json_error_t jerr;
-            json_t *meta = json_loadb(r.text, r.text_len, 0, &jerr);
             struct flr_msg p = r;
             p.type = FLR_MSG_PUSH;
             p.sender = (uint32_t)json_integer_value(json_object_get(meta, "worker"));
             p.request_id = (uint64_t)json_integer_value(json_object_get(meta, "request_id"));
+            p.seq = (uint64_t)json_integer_value(json_object_get(meta, "seq"));
             p.shard_epoch = flr_shard_epoch(sh);
             json_decref(meta);
             /* The push points into rep: on success the shard keeps both. */
@@ -419,10 +489,15 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
                 pushes++;
                 continue;
             }
+        } else {
+            json_decref(meta);
         }
         nng_msg_free(rep);
     }
     flr_conn_close(conn);
+    /* The holders of the copied rows are known to the source only: copy them afresh. */
+    if (rv == 0)
+        rv = flr_shard_mark_all_dirty(sh);
     if (rv == 0)
         flr_notice("srv.moved", "shard %u: %llu rows and %llu held pushes copied from server %u",
                    shard, (unsigned long long)rows, (unsigned long long)pushes, from);
@@ -721,6 +796,218 @@ static void srv_sync_removed(struct srv *s)
     free(now);
 }
 
+/* ---- recovery flr: the workers' endpoints and the replication pass -------------------- */
+
+/* REPLICATEs are at most about this big, and given this long to be acknowledged. */
+#define SRV_REPLICATE_BYTES      ((size_t)8 << 20)
+#define SRV_REPLICATE_TIMEOUT_MS 10000
+
+static void srv_replicate_done(struct flr_call *call)
+{
+    struct srv_worker *wk = call->arg;
+    atomic_store(&wk->done, 1);
+}
+
+/* Brings a worker's connection in line with the endpoint its node names (want): dials a
+ * new one, closes an old one.  A REPLICATE in flight is cancelled first; the connection
+ * changes once the poll has taken its completion. */
+static void srv_worker_follow(struct srv *s, uint32_t w)
+{
+    struct srv_worker *wk = &s->workers[w];
+    char why[256];
+
+    if (strcmp(wk->endpoint, wk->want) == 0 && (wk->conn || !wk->want[0]))
+        return;
+    if (wk->busy) {
+        flr_call_cancel(&wk->call);
+        return;
+    }
+    if (wk->conn) {
+        /* The call's context belongs to the connection: finish it first. */
+        flr_call_fini(&wk->call);
+        flr_conn_close(wk->conn);
+        wk->conn = NULL;
+        if (flr_call_init(&wk->call) != 0) {
+            flr_err("srv.copies", "worker %u: out of memory: no more copies to it", w);
+            wk->want[0] = wk->endpoint[0] = '\0';
+            return;
+        }
+        wk->call.done = srv_replicate_done;
+        wk->call.arg = wk;
+    }
+    snprintf(wk->endpoint, sizeof(wk->endpoint), "%s", wk->want);
+    if (!wk->want[0])
+        return;
+    if (flr_conn_open(&wk->conn, wk->want, s->lim.max_size, why, sizeof(why)) != 0) {
+        flr_warn("srv.copies", "worker %u: cannot dial %s: %s", w, wk->want, why);
+        wk->want[0] = wk->endpoint[0] = '\0';
+        return;
+    }
+    flr_info("srv.copies", "worker %u takes copies at %s", w, wk->want);
+}
+
+/* Takes the news of one worker's node: live or gone, and its endpoint. */
+static void srv_worker_update(struct srv *s, uint32_t w, int live, const char *endpoint)
+{
+    struct srv_worker *wk = &s->workers[w];
+
+    wk->live = live;
+    snprintf(wk->want, sizeof(wk->want), "%s", live ? endpoint : "");
+    srv_worker_follow(s, w);
+}
+
+/* Re-reads /workers (leaving a child watch) and each live worker's endpoint. */
+static void srv_sync_workers(struct srv *s)
+{
+    char path[FLR_PATH_MAX], **names = NULL, *data;
+    uint8_t *seen;
+    int n = 0, len;
+
+    if (!s->flr || !(seen = calloc(s->spec.num_workers, 1)))
+        return;
+    flr_job_path(path, sizeof(path), s->cfg.job, "/workers");
+    if (flr_zk_children(s->zk, path, 1, &names, &n) != 0) {
+        free(seen);
+        return;
+    }
+    s->workers_reread_ms = 0;
+    for (int i = 0; i < n; i++) {
+        char *end, ep[FLR_ENDPOINT_MAX] = "";
+        unsigned long w = strtoul(names[i], &end, 10);
+        json_t *j;
+        if (*end || w >= s->spec.num_workers)
+            continue;
+        seen[w] = 1;
+        flr_job_node(path, sizeof(path), s->cfg.job, "workers", w);
+        if (flr_zk_get(s->zk, path, 0, &data, &len, NULL, NULL) != 0)
+            continue;
+        if ((j = json_loadb(data, (size_t)len, 0, NULL)) != NULL) {
+            const char *e = json_string_value(json_object_get(j, "endpoint"));
+            snprintf(ep, sizeof(ep), "%s", e ? e : "");
+            json_decref(j);
+        }
+        free(data);
+        srv_worker_update(s, (uint32_t)w, 1, ep);
+        /* A node may name its endpoint after it was created: look again later. */
+        if (!ep[0])
+            s->workers_reread_ms = flr_now_ms() + 1000;
+    }
+    flr_zk_free_names(names, n);
+    for (uint32_t w = 0; w < s->spec.num_workers; w++)
+        if (!seen[w] && s->workers[w].live)
+            srv_worker_update(s, w, 0, "");
+    free(seen);
+}
+
+/* Takes the answers of REPLICATEs that completed. */
+static void srv_replicate_poll(struct srv *s)
+{
+    for (uint32_t w = 0; w < s->spec.num_workers; w++) {
+        struct srv_worker *wk = &s->workers[w];
+        struct flr_shard *sh;
+        struct flr_msg r;
+        int ok = 0;
+
+        if (!wk->busy || !atomic_load(&wk->done))
+            continue;
+        wk->busy = 0;
+        if (wk->call.rv == 0 && wk->call.reply) {
+            ok = flr_msg_decode(&r, nng_msg_body(wk->call.reply), nng_msg_len(wk->call.reply),
+                                &s->lim, &s->zone, NULL, 0) == 0 &&
+                 r.type == FLR_MSG_REPLICATE_ACK && r.status == 0;
+            nng_msg_free(wk->call.reply);
+            wk->call.reply = NULL;
+        }
+        if (!ok)
+            flr_debug("srv.copies", "worker %u: REPLICATE of shard %u failed: %s", w, wk->shard,
+                      flr_strerror(wk->call.rv ? wk->call.rv : FLR_EBAD_REQUEST));
+        sh = s->shards[wk->shard];
+        if (sh && flr_shard_epoch(sh) == wk->epoch)
+            flr_shard_replicate_done(sh, wk->batch, ok);
+        /* The node changed while the call was in flight: follow it now. */
+        srv_worker_follow(s, w);
+    }
+}
+
+/* One replication pass over the shards served here (docs/recovery.md). */
+static void srv_replicate(struct srv *s)
+{
+    uint32_t *targets, ntargets = 0, nout;
+    struct flr_shard_replica *out;
+
+    srv_replicate_poll(s);
+    if (flr_now_ms() < s->next_replicate_ms)
+        return;
+    s->next_replicate_ms = flr_now_ms() + s->cfg.replicate_ms;
+    if (!(targets = calloc(s->spec.num_workers, sizeof(*targets))) ||
+        !(out = calloc(s->spec.num_workers, sizeof(*out)))) {
+        free(targets);
+        return;
+    }
+    for (uint32_t w = 0; w < s->spec.num_workers; w++)
+        if (s->workers[w].live && s->workers[w].conn && !s->workers[w].busy && !s->removed[w])
+            targets[ntargets++] = w;
+    for (uint32_t i = 0; i < s->spec.num_shards; i++) {
+        struct flr_shard *sh = s->shards[i];
+        int rv;
+        if (!sh || s->frozen[i])
+            continue;
+        rv = flr_shard_replicate(sh, targets, ntargets, SRV_REPLICATE_BYTES, out, &nout);
+        if (rv != 0)
+            flr_warn("srv.copies", "shard %u: replication pass: %s", i, flr_strerror(rv));
+        for (uint32_t j = 0; j < nout; j++) {
+            struct srv_worker *wk = &s->workers[out[j].worker];
+            wk->busy = 1;
+            wk->shard = i;
+            wk->epoch = flr_shard_epoch(sh);
+            wk->batch = out[j].id;
+            atomic_store(&wk->done, 0);
+            flr_call_start(&wk->call, wk->conn, out[j].msg, SRV_REPLICATE_TIMEOUT_MS, NULL);
+            /* One REPLICATE in flight per worker: it is no target for the next shards. */
+            for (uint32_t k = 0; k < ntargets; k++)
+                if (targets[k] == out[j].worker) {
+                    targets[k] = targets[--ntargets];
+                    break;
+                }
+        }
+    }
+    free(targets);
+    free(out);
+}
+
+static int srv_workers_open(struct srv *s)
+{
+    s->flr = strcmp(s->spec.recovery, "flr") == 0;
+    if (!s->flr)
+        return 0;
+    if (!(s->workers = calloc(s->spec.num_workers, sizeof(*s->workers))))
+        return FLR_ENOMEM;
+    for (uint32_t w = 0; w < s->spec.num_workers; w++) {
+        int rv;
+        if ((rv = flr_call_init(&s->workers[w].call)) != 0)
+            return rv;
+        s->workers[w].call.done = srv_replicate_done;
+        s->workers[w].call.arg = &s->workers[w];
+    }
+    return 0;
+}
+
+/* Stops every REPLICATE in flight and closes the workers' connections. */
+static void srv_workers_close(struct srv *s)
+{
+    if (!s->workers)
+        return;
+    for (uint32_t w = 0; w < s->spec.num_workers; w++) {
+        struct srv_worker *wk = &s->workers[w];
+        flr_call_cancel(&wk->call);
+        flr_call_fini(&wk->call);
+        if (wk->conn)
+            flr_conn_close(wk->conn);
+    }
+    free(s->workers);
+    s->workers = NULL;
+}
+
 /* Reads the job state (leaving a watch); sets srv_stop when the job is over. */
 static void srv_check_state(struct srv *s)
 {
@@ -755,7 +1042,7 @@ static void srv_keep_lease(struct srv *s)
     }
 }
 
-enum { SRV_SYNC_SHARDS = 1, SRV_SYNC_REMOVED = 2, SRV_SYNC_STATE = 4 };
+enum { SRV_SYNC_SHARDS = 1, SRV_SYNC_REMOVED = 2, SRV_SYNC_STATE = 4, SRV_SYNC_WORKERS = 8 };
 
 /* What a ZooKeeper event asks the server to re-read (and so re-watch).  After a reconnect
  * events may have been missed, so everything is re-read. */
@@ -764,7 +1051,7 @@ static unsigned srv_event_needs(const struct srv *s, const struct flr_zk_event *
     char prefix[FLR_PATH_MAX];
 
     if (ev->kind == FLR_ZK_EV_CONNECTED)
-        return SRV_SYNC_SHARDS | SRV_SYNC_REMOVED | SRV_SYNC_STATE;
+        return SRV_SYNC_SHARDS | SRV_SYNC_REMOVED | SRV_SYNC_STATE | SRV_SYNC_WORKERS;
     if (ev->kind == FLR_ZK_EV_DISCONNECTED || ev->kind == FLR_ZK_EV_EXPIRED)
         return 0;
     flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/shards/");
@@ -779,6 +1066,9 @@ static unsigned srv_event_needs(const struct srv *s, const struct flr_zk_event *
     flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/state");
     if (strcmp(ev->path, prefix) == 0)
         return SRV_SYNC_STATE;
+    flr_job_path(prefix, sizeof(prefix), s->cfg.job, "/workers");
+    if (strcmp(ev->path, prefix) == 0)
+        return SRV_SYNC_WORKERS;
     return 0;
 }
 
@@ -843,7 +1133,10 @@ static int srv_run(struct srv *s)
     }
     flr_notice("srv.start", "server %lld of job %s listening on %s (%u shards in job)", s->cfg.id,
                s->cfg.job, s->endpoint, s->spec.num_shards);
+    if ((rv = srv_workers_open(s)) != 0)
+        return rv;
     srv_sync_removed(s);
+    srv_sync_workers(s);
     if ((rv = srv_sync_shards(s)) != 0)
         return rv;
     srv_check_state(s);
@@ -886,6 +1179,12 @@ static int srv_run(struct srv *s)
             flr_warn("srv.sync", "reading the shard map failed: %s", flr_strerror(rv));
         if (todo & SRV_SYNC_STATE)
             srv_check_state(s);
+        if (s->workers_reread_ms && flr_now_ms() >= s->workers_reread_ms)
+            todo |= SRV_SYNC_WORKERS;
+        if (todo & SRV_SYNC_WORKERS)
+            srv_sync_workers(s);
+        if (s->flr)
+            srv_replicate(s);
     }
     return 0;
 }
@@ -919,6 +1218,7 @@ int main(int argc, char **argv)
 
     /* Shards first: they drop their held requests through the still-open transport.  Then
      * the transport (no callback runs after it), then what its callbacks queued. */
+    srv_workers_close(&s);
     if (s.shards)
         for (uint32_t i = 0; i < s.spec.num_shards; i++)
             flr_shard_close(s.shards[i]);

@@ -24,6 +24,37 @@ struct held_list {
     size_t n, cap;
 };
 
+/* The most holders a row keeps (k - 1); a larger k is capped.  Each costs 2 bytes per
+ * row, so a handful is what a server's memory affords anyway. */
+#define SHARD_MAX_HOLDERS 16
+
+/* One applied push of a worker, until the safe stamp passes its stamp. */
+struct cov_entry {
+    uint64_t stamp, pseq;
+};
+
+struct cov_fifo {
+    struct cov_entry *v;
+    size_t head, n, cap; /* live entries are v[head .. n) */
+};
+
+/* Rows being copied, or to copy again. */
+struct repl_rows {
+    struct flr_dirty *v;
+    size_t n, cap;
+};
+
+/* A REPLICATE in flight: its rows wait for the worker's answer. */
+struct repl_batch {
+    uint64_t id;
+    uint32_t worker;
+    uint32_t tix;
+    uint64_t stamp; /* S: the rows were read at it */
+    uint64_t since; /* the oldest since of its rows */
+    uint64_t bytes;
+    struct repl_rows rows;
+};
+
 struct flr_shard {
     uint32_t id;
     uint32_t self;
@@ -46,13 +77,31 @@ struct flr_shard {
     /* Exactly-once pushes (docs/recovery.md): per worker the incarnation it last showed
      * (seq >> FLR_SHARD_INC_SHIFT, 0 = none yet) and the applied frontier F[w].  F[w]
      * belongs to inc[w] when F[w] >> FLR_SHARD_INC_SHIFT == inc[w]; otherwise the shard
-     * does not know what it applied of that process (it was opened afresh) and takes the
-     * first push it sees as the next.  Pushes below floor[w], sent before that one, have
-     * an unknown past and are applied as they come. */
+     * does not know what it applied of that process: under recovery flr it applied nothing
+     * (restores and drains install every frontier), under none (it was opened afresh after
+     * a loss) it takes the first push it sees as the next.  Pushes below floor[w], sent before that
+     * one, have an unknown past and are applied as they come. */
     uint64_t *inc;
     uint64_t *frontier;
     uint64_t *floor;
     struct held_list early; /* ASP/SSP: pushes waiting for their predecessor (req kept) */
+
+    /* Recovery flr (docs/recovery.md): copies, the safe stamp and covered pseqs. */
+    int flr;
+    uint32_t nholders;    /* k - 1: holders a row wants (0: copies are not tracked) */
+    struct cov_fifo *cov; /* per worker: (stamp, pseq) of applied pushes not yet covered */
+    uint64_t *covered;    /* per worker: the covered pseq last derived */
+    uint64_t safe;        /* the safe stamp, never decreasing */
+    unsigned char *xbuf;  /* F[] as the wire's u64 array */
+    uint64_t *maxseq;     /* BSP closing: per worker the largest pseq of the clock */
+    uint64_t repl_prev;   /* the stamp at the previous replication pass */
+    uint64_t next_batch;
+    uint32_t rr;                /* round-robin cursor over targets */
+    struct repl_batch *batches; /* REPLICATEs in flight */
+    size_t nbatches, batches_cap;
+    struct repl_rows retry; /* rows whose REPLICATE failed: served first */
+    uint64_t retry_since;   /* oldest since on retry, UINT64_MAX when empty */
+    uint64_t replicated_rows, replicated_bytes, replicate_errors;
 
     /* What the rebuild that restored this shard did (rebuilt = 0: it was not rebuilt). */
     int rebuilt;
@@ -129,7 +178,13 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     s->inc = calloc(s->nworkers, sizeof(*s->inc));
     s->frontier = calloc(s->nworkers, sizeof(*s->frontier));
     s->floor = calloc(s->nworkers, sizeof(*s->floor));
-    if (!s->wclock || !s->removed || !s->inc || !s->frontier || !s->floor) {
+    s->cov = calloc(s->nworkers, sizeof(*s->cov));
+    s->covered = calloc(s->nworkers, sizeof(*s->covered));
+    s->xbuf = calloc(s->nworkers, 8);
+    s->maxseq = calloc(s->nworkers, sizeof(*s->maxseq));
+    s->retry_since = UINT64_MAX;
+    if (!s->wclock || !s->removed || !s->inc || !s->frontier || !s->floor || !s->cov ||
+        !s->covered || !s->xbuf || !s->maxseq) {
         rv = FLR_ENOMEM;
         goto fail_workers;
     }
@@ -147,10 +202,25 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     }
     if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0)
         goto fail_workers;
+    if (strcmp(spec->recovery, "flr") == 0) {
+        s->flr = 1;
+        s->nholders = spec->k > 1 ? spec->k - 1 : 0;
+        if (s->nholders > SHARD_MAX_HOLDERS)
+            s->nholders = SHARD_MAX_HOLDERS;
+        if (s->nholders > 0 &&
+            (rv = flr_store_track_copies(s->store, s->nholders, s->nworkers)) != 0)
+            goto fail_store;
+    }
     *sp = s;
     return 0;
 
+fail_store:
+    flr_store_free(s->store);
 fail_workers:
+    free(s->maxseq);
+    free(s->xbuf);
+    free(s->covered);
+    free(s->cov);
     free(s->floor);
     free(s->frontier);
     free(s->inc);
@@ -167,7 +237,17 @@ void flr_shard_close(struct flr_shard *s)
     held_drop_all(&s->pulls);
     held_drop_all(&s->pushes);
     held_drop_all(&s->early);
+    for (size_t i = 0; i < s->nbatches; i++)
+        free(s->batches[i].rows.v);
+    free(s->batches);
+    free(s->retry.v);
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        free(s->cov[w].v);
     flr_store_free(s->store);
+    free(s->maxseq);
+    free(s->xbuf);
+    free(s->covered);
+    free(s->cov);
     free(s->floor);
     free(s->frontier);
     free(s->inc);
@@ -240,6 +320,116 @@ struct flr_store *flr_shard_store(struct flr_shard *s)
     return s->store;
 }
 
+/* ---- copies, the safe stamp and covered pseqs (recovery flr) ---------------------------- */
+
+static uint32_t shard_live_workers(const struct flr_shard *s)
+{
+    uint32_t n = 0;
+
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        n += !s->removed[w];
+    return n;
+}
+
+/* Notes an applied push of worker w (ASP: each push; BSP: the largest pseq of the worker
+ * in a closed clock).  Out of memory only delays its coverage: the entry is dropped, and
+ * the worker keeps the push in its log until a later entry covers it. */
+static void shard_cov_append(struct flr_shard *s, uint32_t w, uint64_t stamp, uint64_t pseq)
+{
+    struct cov_fifo *f = &s->cov[w];
+
+    if (!s->flr || pseq == 0)
+        return;
+    if (f->head > 0 && f->n == f->cap) {
+        memmove(f->v, f->v + f->head, (f->n - f->head) * sizeof(*f->v));
+        f->n -= f->head;
+        f->head = 0;
+    }
+    if (f->n == f->cap) {
+        size_t cap = f->cap ? f->cap * 2 : 16;
+        struct cov_entry *v = realloc(f->v, cap * sizeof(*v));
+        if (!v)
+            return;
+        f->v = v;
+        f->cap = cap;
+    }
+    f->v[f->n++] = (struct cov_entry){stamp, pseq};
+}
+
+/* The stamp the push pseq of worker w was applied at, if it is not covered yet; else 0. */
+static uint64_t shard_cov_stamp(const struct flr_shard *s, uint32_t w, uint64_t pseq)
+{
+    const struct cov_fifo *f = &s->cov[w];
+
+    for (size_t i = f->n; i > f->head; i--)
+        if (f->v[i - 1].pseq == pseq)
+            return f->v[i - 1].stamp;
+    return 0;
+}
+
+/* Recomputes the safe stamp: every update at or below it is in enough copies. */
+static uint64_t shard_safe(struct flr_shard *s)
+{
+    uint64_t lo = s->retry_since, safe;
+    const struct flr_dirty *d;
+
+    if (s->nholders > 0) {
+        if ((d = flr_store_dirty_head(s->store)) != NULL && d->since < lo)
+            lo = d->since;
+        for (size_t i = 0; i < s->nbatches; i++)
+            if (s->batches[i].since < lo)
+                lo = s->batches[i].since;
+    }
+    safe = lo == UINT64_MAX ? s->stamp : lo - 1;
+    if (safe > s->safe)
+        s->safe = safe;
+    return s->safe;
+}
+
+/* The covered pseq of worker w: all its pushes up to it are applied at or below the safe
+ * stamp.  0 without recovery flr. */
+static uint64_t shard_covered(struct flr_shard *s, uint32_t w)
+{
+    struct cov_fifo *f;
+    uint64_t safe;
+
+    if (!s->flr || w >= s->nworkers)
+        return 0;
+    safe = shard_safe(s);
+    f = &s->cov[w];
+    /* Pushes applied without moving the frontier (see floor) may come late in the FIFO:
+     * the covered pseq never goes back. */
+    for (; f->head < f->n && f->v[f->head].stamp <= safe; f->head++)
+        if (f->v[f->head].pseq > s->covered[w])
+            s->covered[w] = f->v[f->head].pseq;
+    if (f->head == f->n)
+        f->head = f->n = 0;
+    return s->covered[w];
+}
+
+/* Fills the wire's frontier vector (x) when replies carry one: recovery flr, ASP or SSP. */
+static void shard_extra(struct flr_shard *s, struct flr_msg *r)
+{
+    if (!s->flr || s->bsp)
+        return;
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        for (int j = 0; j < 8; j++)
+            s->xbuf[(size_t)w * 8 + j] = (unsigned char)(s->frontier[w] >> (8 * j));
+    r->extra = s->xbuf;
+    r->extra_len = (uint64_t)s->nworkers * 8;
+}
+
+/* Worker w's copies are gone (it was removed, or a new process replaced it): rows it held
+ * are listed again at the current stamp, which keeps the list in order. */
+static void shard_forget_holder(struct flr_shard *s, uint32_t w)
+{
+    if (s->nholders == 0)
+        return;
+    if (flr_store_drop_holder(s->store, w, s->stamp) != 0 ||
+        flr_store_set_need(s->store, shard_live_workers(s), s->stamp) != 0)
+        flr_err("srv.copies", "shard %u: out of memory listing the rows worker %u held", s->id, w);
+}
+
 static void shard_reject(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                          const struct flr_msg *m, int status, const char *why)
 {
@@ -281,6 +471,9 @@ static void shard_serve_pull(struct flr_shard *s, struct flr_req *req, nng_msg *
     r.request_id = m->request_id;
     r.reason = "";
     r.stamp = s->stamp;
+    r.clock = s->min_clock;
+    r.aux = shard_covered(s, m->sender);
+    shard_extra(s, &r);
     r.vals = NULL;
     r.vals_len = (uint64_t)m->nkeys * ts->dim * sizeof(float);
     if ((rv = flr_msg_to_nng(&out, &r, &vals)) != 0) {
@@ -292,6 +485,8 @@ static void shard_serve_pull(struct flr_shard *s, struct flr_req *req, nng_msg *
         shard_reject(s, req, msg, m, rv, "out of memory creating rows");
         return;
     }
+    if (s->nholders > 0 && m->sender < s->nworkers)
+        flr_tshard_hold(t, m->keys, m->nkeys, m->sender);
     s->st.pulls++;
     s->st.keys_pulled += m->nkeys;
     s->st.bytes_out += nng_msg_len(out);
@@ -299,8 +494,9 @@ static void shard_serve_pull(struct flr_shard *s, struct flr_req *req, nng_msg *
     flr_rep_reply(req, out);
 }
 
+/* Answers a push or clock: p = stamp, q = the sender's covered pseq. */
 static void shard_reply_ok(struct flr_shard *s, struct flr_req *req, const struct flr_msg *m,
-                           int type)
+                           int type, uint64_t stamp)
 {
     struct flr_msg r = {0};
     nng_msg *out;
@@ -313,7 +509,8 @@ static void shard_reply_ok(struct flr_shard *s, struct flr_req *req, const struc
     r.shard_epoch = s->epoch;
     r.request_id = m->request_id;
     r.reason = "";
-    r.stamp = s->stamp;
+    r.stamp = stamp;
+    r.aux = shard_covered(s, m->sender);
     if (flr_msg_to_nng(&out, &r, NULL) != 0) {
         flr_rep_reply(req, NULL);
         return;
@@ -346,6 +543,7 @@ static int shard_close_clocks(struct flr_shard *s)
     while (i < s->pushes.n && s->pushes.v[i].m.clock < s->min_clock) {
         int64_t c = s->pushes.v[i].m.clock;
         uint8_t touched[FLR_MAX_TABLES] = {0};
+        memset(s->maxseq, 0, s->nworkers * sizeof(*s->maxseq));
         for (j = i; j < s->pushes.n && s->pushes.v[j].m.clock == c; j++) {
             const struct flr_msg *m = &s->pushes.v[j].m;
             struct flr_tshard *t = flr_store_table(s->store, m->table);
@@ -356,9 +554,13 @@ static int shard_close_clocks(struct flr_shard *s)
                 rv = flr_tshard_accumulate(t, m->keys, m->nkeys, m->vals);
             if (m->seq > s->frontier[m->sender])
                 s->frontier[m->sender] = m->seq;
+            if (m->seq > s->maxseq[m->sender])
+                s->maxseq[m->sender] = m->seq;
             nng_msg_free(s->pushes.v[j].msg);
         }
         s->stamp++;
+        for (uint32_t w = 0; w < s->nworkers; w++)
+            shard_cov_append(s, w, s->stamp, s->maxseq[w]);
         for (uint32_t k = 0; k < s->spec.ntables; k++)
             if (touched[k] && rv == 0)
                 rv = flr_tshard_apply_accumulated(flr_store_table(s->store, s->spec.tables[k].id),
@@ -448,6 +650,7 @@ static int shard_apply_push(struct flr_shard *s, struct flr_tshard *t, nng_msg *
     s->st.bytes_in += nng_msg_len(msg);
     if (m->seq != 0 && m->seq > s->frontier[m->sender])
         s->frontier[m->sender] = m->seq;
+    shard_cov_append(s, m->sender, s->stamp, m->seq);
     return 0;
 }
 
@@ -461,7 +664,7 @@ static void shard_push_now(struct flr_shard *s, struct flr_req *req, nng_msg *ms
         shard_reject(s, req, msg, m, rv, "out of memory applying the push");
         return;
     }
-    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY, s->stamp);
     nng_msg_free(msg);
 }
 
@@ -517,9 +720,15 @@ static enum flr_shard_verdict shard_push_in_order(struct flr_shard *s, struct fl
         return FLR_SHARD_REPLIED;
     }
     if ((s->frontier[w] >> FLR_SHARD_INC_SHIFT) != s->inc[w]) {
-        /* Nothing known of this process's earlier pushes: this one is the next. */
-        s->frontier[w] = m->seq - 1;
-        s->floor[w] = m->seq;
+        if (s->flr) {
+            /* A shard under recovery flr learns every frontier it had (restore, drain):
+             * one it does not know is of a process that never pushed to it. */
+            s->frontier[w] = s->inc[w] << FLR_SHARD_INC_SHIFT;
+        } else {
+            /* Nothing known of this process's earlier pushes: this one is the next. */
+            s->frontier[w] = m->seq - 1;
+            s->floor[w] = m->seq;
+        }
     }
     if (m->seq < s->floor[w]) {
         /* Sent before the first push this shard saw from the process, whose effect the
@@ -530,8 +739,10 @@ static enum flr_shard_verdict shard_push_in_order(struct flr_shard *s, struct fl
         return FLR_SHARD_REPLIED;
     }
     if (m->seq <= s->frontier[w]) {
+        /* The stamp it was applied at, while the shard still knows it. */
+        uint64_t at = shard_cov_stamp(s, w, m->seq);
         s->st.duplicate_pushes++;
-        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY, at ? at : s->stamp);
         nng_msg_free(msg);
         return FLR_SHARD_REPLIED;
     }
@@ -589,7 +800,7 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
     if (shard_bsp_duplicate(s, m)) {
         /* A retry of a push already held or applied: acknowledged again, held once. */
         s->st.duplicate_pushes++;
-        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+        shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY, s->stamp);
         nng_msg_free(msg);
         return FLR_SHARD_REPLIED;
     }
@@ -607,7 +818,7 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
     s->st.pushes++;
     s->st.keys_pushed += m->nkeys;
     s->st.bytes_in += nng_msg_len(msg);
-    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY);
+    shard_reply_ok(s, req, m, FLR_MSG_PUSH_REPLY, s->stamp);
     return FLR_SHARD_REPLIED;
 }
 
@@ -634,6 +845,8 @@ void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker)
     if (worker >= s->nworkers || s->removed[worker])
         return;
     s->removed[worker] = 1;
+    shard_drop_early(s, worker, 0);
+    shard_forget_holder(s, worker);
     (void)shard_advance(s);
 }
 
@@ -642,6 +855,8 @@ void flr_shard_readmit_worker(struct flr_shard *s, uint32_t worker)
     if (worker >= s->nworkers || !s->removed[worker])
         return;
     s->removed[worker] = 0;
+    if (s->nholders > 0 && flr_store_set_need(s->store, shard_live_workers(s), s->stamp) != 0)
+        flr_err("srv.copies", "shard %u: out of memory listing rows short of copies", s->id);
     /* It rejoins at the shard's clock: it must not pull the minimum back. */
     if (s->wclock[worker] < s->min_clock)
         s->wclock[worker] = s->min_clock;
@@ -679,7 +894,7 @@ static enum flr_shard_verdict shard_clock(struct flr_shard *s, struct flr_req *r
         shard_reject(s, req, msg, m, FLR_ENOMEM, "out of memory applying the clock");
         return FLR_SHARD_REPLIED;
     }
-    shard_reply_ok(s, req, m, FLR_MSG_CLOCK_REPLY);
+    shard_reply_ok(s, req, m, FLR_MSG_CLOCK_REPLY, s->stamp);
     nng_msg_free(msg);
     return FLR_SHARD_REPLIED;
 }
@@ -695,6 +910,9 @@ static void shard_new_incarnation(struct flr_shard *s, uint32_t w, uint64_t inc)
     s->frontier[w] = inc << FLR_SHARD_INC_SHIFT;
     s->floor[w] = 0;
     shard_drop_early(s, w, 0);
+    shard_forget_holder(s, w);
+    s->cov[w].head = s->cov[w].n = 0;
+    s->covered[w] = 0;
 }
 
 /* Follows the incarnation a request shows (seq 0: a client that shows none).  Returns 0,
@@ -777,10 +995,13 @@ int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
     int rv;
 
     /* Everything is checked before anything is installed: a failed restore leaves the
-     * shard and the result as they were. */
+     * shard and the result as they were (listing rows dirty is idempotent). */
     for (i = 0; i < r->nheld; i++)
         if (r->held[i].msg && (rv = shard_check_rebuilt_push(s, &r->held[i].m)) != 0)
             return rv;
+    /* No copy is known of the rebuilt rows: each is copied afresh. */
+    if ((rv = flr_store_mark_all_dirty(s->store, r->stamp > s->stamp ? r->stamp : s->stamp)) != 0)
+        return rv;
     if (s->pushes.cap - s->pushes.n < r->nheld) {
         struct held *v = realloc(s->pushes.v, (s->pushes.n + r->nheld) * sizeof(*v));
         if (!v)
@@ -812,6 +1033,10 @@ int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
     if (mn != INT64_MAX && mn > s->min_clock)
         s->min_clock = mn;
     flr_shard_set_stamp(s, r->stamp);
+    /* The pushes the rebuild applied are covered once the rebuilt rows are copied. */
+    for (uint32_t w = 0; w < n; w++)
+        if (r->frontier)
+            shard_cov_append(s, w, s->stamp, r->frontier[w]);
 
     s->rebuilt = 1;
     s->rebuild = *r;
@@ -843,4 +1068,259 @@ void flr_rebuild_result_free(struct flr_rebuild_result *r)
     r->nheld = 0;
     r->clock = NULL;
     r->frontier = NULL;
+}
+
+void flr_shard_set_frontier(struct flr_shard *s, uint32_t worker, uint64_t frontier)
+{
+    if (worker >= s->nworkers || frontier == 0)
+        return;
+    s->frontier[worker] = frontier;
+    s->inc[worker] = frontier >> FLR_SHARD_INC_SHIFT;
+    s->floor[worker] = 0;
+    shard_cov_append(s, worker, s->stamp, frontier);
+}
+
+int flr_shard_mark_all_dirty(struct flr_shard *s)
+{
+    return s->nholders > 0 ? flr_store_mark_all_dirty(s->store, s->stamp) : 0;
+}
+
+int flr_shard_copies(struct flr_shard *s, struct flr_shard_copies *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!s->flr)
+        return 0;
+    out->k = s->spec.k;
+    out->need = s->nholders > 0 ? flr_store_need(s->store) : 0;
+    out->short_rows = s->nholders > 0 ? flr_store_short_rows(s->store) + s->retry.n : 0;
+    for (size_t i = 0; i < s->nbatches; i++)
+        out->short_rows += s->batches[i].rows.n;
+    out->safe_stamp = shard_safe(s);
+    out->replicated_rows = s->replicated_rows;
+    out->replicated_bytes = s->replicated_bytes;
+    out->replicate_errors = s->replicate_errors;
+    out->holder_bytes = flr_store_holder_bytes(s->store);
+    return 1;
+}
+
+/* ---- the replication pass ------------------------------------------------------------- */
+
+static int rows_add(struct repl_rows *l, const struct flr_dirty *d)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct flr_dirty *v = realloc(l->v, cap * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = *d;
+    return 0;
+}
+
+static void shard_retry_since(struct flr_shard *s)
+{
+    s->retry_since = UINT64_MAX;
+    for (size_t i = 0; i < s->retry.n; i++)
+        if (s->retry.v[i].since < s->retry_since)
+            s->retry_since = s->retry.v[i].since;
+}
+
+/* A pass's batch for one target: rows of one table. */
+struct repl_plan {
+    uint32_t worker;
+    int64_t tix; /* -1: no row yet */
+    size_t bytes;
+    struct repl_rows rows;
+};
+
+/* Gives row d to the targets it lacks, round-robin.  Returns how many took it. */
+static uint32_t shard_plan_row(struct flr_shard *s, struct repl_plan *plan, uint32_t nplan,
+                               size_t max_bytes, const struct flr_dirty *d)
+{
+    uint32_t holders[SHARD_MAX_HOLDERS], have, want, got = 0;
+    struct flr_tshard *t = flr_store_table_at(s->store, d->tix);
+    size_t rb = flr_tshard_row_bytes(t) + 8;
+
+    have = flr_store_row_holders(s->store, d, holders);
+    want = flr_store_need(s->store) > have ? flr_store_need(s->store) - have : 0;
+    for (uint32_t i = 0; i < nplan && got < want; i++) {
+        struct repl_plan *p = &plan[(s->rr + i) % nplan];
+        uint32_t h;
+
+        for (h = 0; h < have && holders[h] != p->worker; h++)
+            ;
+        if (h < have || (p->tix >= 0 && p->tix != d->tix) ||
+            (p->rows.n > 0 && p->bytes + rb > max_bytes))
+            continue;
+        if (rows_add(&p->rows, d) != 0)
+            break;
+        p->tix = d->tix;
+        p->bytes += rb;
+        got++;
+    }
+    s->rr++;
+    return got;
+}
+
+static int dirty_key_cmp(const void *a, const void *b)
+{
+    const struct flr_dirty *x = a, *y = b;
+    return (x->key > y->key) - (x->key < y->key);
+}
+
+/* Encodes a planned batch as a REPLICATE (keys sorted) and keeps its rows in flight. */
+static int shard_send_plan(struct flr_shard *s, struct repl_plan *p, struct flr_shard_replica *out)
+{
+    struct flr_tshard *t = flr_store_table_at(s->store, (uint32_t)p->tix);
+    size_t rb = flr_tshard_row_bytes(t);
+    struct flr_msg r = {0};
+    struct repl_batch *b;
+    unsigned char *keys, *vals;
+    void *vp;
+    nng_msg *msg;
+    int rv;
+
+    if (s->nbatches == s->batches_cap) {
+        size_t cap = s->batches_cap ? s->batches_cap * 2 : 8;
+        struct repl_batch *v = realloc(s->batches, cap * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        s->batches = v;
+        s->batches_cap = cap;
+    }
+    if (!(keys = malloc(p->rows.n * 8)))
+        return FLR_ENOMEM;
+    qsort(p->rows.v, p->rows.n, sizeof(*p->rows.v), dirty_key_cmp);
+    for (size_t i = 0; i < p->rows.n; i++)
+        for (int j = 0; j < 8; j++)
+            keys[i * 8 + j] = (unsigned char)(p->rows.v[i].key >> (8 * j));
+    r.type = FLR_MSG_REPLICATE;
+    r.job = s->spec.job;
+    r.job_len = (uint32_t)strlen(s->spec.job);
+    r.sender = s->self;
+    r.shard = s->id;
+    r.shard_epoch = s->epoch;
+    r.request_id = ++s->next_batch;
+    r.reason = "";
+    r.table = flr_tshard_spec(t)->id;
+    r.stamp = s->stamp;
+    r.clock = s->min_clock;
+    r.keys = keys;
+    r.nkeys = (uint32_t)p->rows.n;
+    r.vals = NULL;
+    r.vals_len = (uint64_t)p->rows.n * rb;
+    shard_extra(s, &r);
+    rv = flr_msg_to_nng(&msg, &r, &vp);
+    free(keys);
+    if (rv != 0)
+        return rv;
+    vals = vp;
+    for (size_t i = 0; i < p->rows.n; i++)
+        flr_store_row_export(s->store, &p->rows.v[i], s->stamp, vals + i * rb);
+
+    b = &s->batches[s->nbatches++];
+    memset(b, 0, sizeof(*b));
+    b->id = r.request_id;
+    b->worker = p->worker;
+    b->tix = (uint32_t)p->tix;
+    b->stamp = s->stamp;
+    b->since = UINT64_MAX;
+    b->bytes = nng_msg_len(msg);
+    b->rows = p->rows;
+    memset(&p->rows, 0, sizeof(p->rows));
+    for (size_t i = 0; i < b->rows.n; i++)
+        if (b->rows.v[i].since < b->since)
+            b->since = b->rows.v[i].since;
+    out->id = b->id;
+    out->worker = b->worker;
+    out->msg = msg;
+    return 0;
+}
+
+int flr_shard_replicate(struct flr_shard *s, const uint32_t *targets, uint32_t ntargets,
+                        size_t max_bytes, struct flr_shard_replica *out, uint32_t *nout)
+{
+    struct repl_plan *plan = NULL;
+    uint32_t nplan = 0;
+    const uint64_t prev = s->repl_prev;
+    size_t keep = 0;
+    int rv = 0;
+
+    *nout = 0;
+    s->repl_prev = s->stamp;
+    if (s->nholders == 0 || ntargets == 0)
+        return 0;
+    if (!(plan = calloc(ntargets, sizeof(*plan))))
+        return FLR_ENOMEM;
+    for (uint32_t i = 0; i < ntargets; i++)
+        if (targets[i] < s->nworkers && !s->removed[targets[i]]) {
+            plan[nplan].worker = targets[i];
+            plan[nplan++].tix = -1;
+        }
+
+    /* Rows whose copy failed first, then the list's rows listed before the last pass
+     * (later ones give pulls a chance to copy them). */
+    for (size_t i = 0; i < s->retry.n; i++) {
+        const struct flr_dirty *d = &s->retry.v[i];
+        if (flr_store_row_short(s->store, d) && shard_plan_row(s, plan, nplan, max_bytes, d) == 0)
+            s->retry.v[keep++] = *d;
+    }
+    s->retry.n = keep;
+    shard_retry_since(s);
+    for (;;) {
+        const struct flr_dirty *d = flr_store_dirty_head(s->store);
+        if (!d || d->since > prev || shard_plan_row(s, plan, nplan, max_bytes, d) == 0)
+            break;
+        flr_store_dirty_pop(s->store);
+    }
+
+    for (uint32_t i = 0; i < nplan; i++) {
+        if (plan[i].rows.n == 0)
+            continue;
+        if (rv == 0 && (rv = shard_send_plan(s, &plan[i], &out[*nout])) == 0) {
+            (*nout)++;
+            continue;
+        }
+        /* Not sent: the rows wait on the retry list. */
+        for (size_t j = 0; j < plan[i].rows.n; j++)
+            if (rows_add(&s->retry, &plan[i].rows.v[j]) != 0)
+                flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
+        free(plan[i].rows.v);
+    }
+    shard_retry_since(s);
+    free(plan);
+    return rv;
+}
+
+void flr_shard_replicate_done(struct flr_shard *s, uint64_t id, int ok)
+{
+    struct repl_batch b;
+    size_t i;
+
+    for (i = 0; i < s->nbatches && s->batches[i].id != id; i++)
+        ;
+    if (i == s->nbatches)
+        return;
+    b = s->batches[i];
+    s->batches[i] = s->batches[--s->nbatches];
+    ok = ok && !s->removed[b.worker];
+    if (ok) {
+        s->replicated_rows += b.rows.n;
+        s->replicated_bytes += b.bytes;
+    } else {
+        s->replicate_errors++;
+    }
+    for (size_t j = 0; j < b.rows.n; j++) {
+        const struct flr_dirty *d = &b.rows.v[j];
+        if (ok)
+            (void)flr_store_row_add_holder(s->store, d, b.worker, b.stamp);
+        /* Still short (it failed, changed meanwhile, or needs more holders): it is
+         * copied again, and until then its since counts for the safe stamp. */
+        if (flr_store_row_short(s->store, d) && rows_add(&s->retry, d) != 0)
+            flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
+    }
+    free(b.rows.v);
+    shard_retry_since(s);
 }

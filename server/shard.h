@@ -118,6 +118,50 @@ int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r);
  * the shard was not rebuilt. */
 const struct flr_rebuild_result *flr_shard_rebuild_info(const struct flr_shard *s);
 
+/* Sets the applied frontier of a worker from a drained shard's source (its incarnation
+ * follows); 0 changes nothing. */
+void flr_shard_set_frontier(struct flr_shard *s, uint32_t worker, uint64_t frontier);
+
+/* Lists every updated row as lacking copies (a shard moved here: its holders stayed with
+ * the source).  0 or FLR_ENOMEM; nothing to do without recovery flr. */
+int flr_shard_mark_all_dirty(struct flr_shard *s);
+
+/* Recovery flr: the state of the shard's copies, for STATUS. */
+struct flr_shard_copies {
+    uint32_t k, need;          /* k of the spec; holders a row needs now */
+    uint64_t short_rows;       /* rows listed, in flight or to retry, lacking copies */
+    uint64_t safe_stamp;       /* every update at or below it is in enough copies */
+    uint64_t replicated_rows;  /* rows acknowledged by REPLICATE_ACK */
+    uint64_t replicated_bytes; /* bytes of those REPLICATEs */
+    uint64_t replicate_errors; /* REPLICATEs that failed or timed out */
+    uint64_t holder_bytes;     /* memory of the holders and the dirty list */
+};
+
+/* Fills out and returns 1 under recovery flr; returns 0 (out zeroed) otherwise. */
+int flr_shard_copies(struct flr_shard *s, struct flr_shard_copies *out);
+
+/*
+ * The replication pass (recovery flr, docs/recovery.md "How copies are made").  targets
+ * are the workers that may be sent a REPLICATE now (live, with an endpoint, none in flight
+ * to them).  The shard serves the rows whose copies failed, then walks its dirty list
+ * from the oldest row up to the first listed after the previous pass, and gives each row
+ * to the targets that do not hold it, round-robin, one table and at most about max_bytes
+ * per target.  For each target given rows it fills one out[] (out has room for ntargets):
+ * id, worker and msg, the encoded REPLICATE, which the caller owns and sends.  The caller
+ * reports each answer with flr_shard_replicate_done(s, id, ok): ok when the worker
+ * answered REPLICATE_ACK with status 0.  Ids of a closed shard are simply forgotten.
+ * Returns 0 or FLR_ENOMEM (rows not sent are kept for the next pass).
+ */
+struct flr_shard_replica {
+    uint64_t id;
+    uint32_t worker;
+    nng_msg *msg;
+};
+
+int flr_shard_replicate(struct flr_shard *s, const uint32_t *targets, uint32_t ntargets,
+                        size_t max_bytes, struct flr_shard_replica *out, uint32_t *nout);
+void flr_shard_replicate_done(struct flr_shard *s, uint64_t id, int ok);
+
 /*
  * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been
  * checked.  msg is the buffer m points into.  Returns FLR_SHARD_REPLIED (the shard replied

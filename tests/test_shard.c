@@ -451,7 +451,16 @@ static void shard_reopen(struct fixture *f)
     assert_int_equal(flr_shard_open(&f->sh, &f->spec, 0, EPOCH, SELF), 0);
 }
 
+static int setup_with_recovery(void **state, enum flr_consistency c, uint32_t staleness,
+                               const char *recovery, uint32_t k);
+
 static int setup_with(void **state, enum flr_consistency c, uint32_t staleness)
+{
+    return setup_with_recovery(state, c, staleness, "none", 1);
+}
+
+static int setup_with_recovery(void **state, enum flr_consistency c, uint32_t staleness,
+                               const char *recovery, uint32_t k)
 {
     struct fixture *f = calloc(1, sizeof(*f));
     char why[256];
@@ -463,6 +472,8 @@ static int setup_with(void **state, enum flr_consistency c, uint32_t staleness)
     msgpack_zone_init(&f->rzone, 4096);
     flr_proto_limits_default(&f->lim);
     spec_set(&f->spec, c, staleness);
+    snprintf(f->spec.recovery, sizeof(f->spec.recovery), "%s", recovery);
+    f->spec.k = k;
     assert_int_equal(flr_shard_open(&f->sh, &f->spec, 0, EPOCH, SELF), 0);
     if (flr_rep_open(&f->rep, "tcp://127.0.0.1:0", 16, 1 << 20, on_request, f, why, sizeof(why)) !=
         0)
@@ -486,6 +497,16 @@ static int setup_bsp(void **state)
 static int setup_ssp2(void **state)
 {
     return setup_with(state, FLR_SSP, 2);
+}
+
+static int setup_flr_asp(void **state)
+{
+    return setup_with_recovery(state, FLR_ASP, 0, "flr", 2);
+}
+
+static int setup_flr_bsp(void **state)
+{
+    return setup_with_recovery(state, FLR_BSP, 0, "flr", 2);
 }
 
 /* The server's order: the shard drops what it holds through the open transport, then the
@@ -1280,6 +1301,251 @@ static void restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing(void **
     flr_rebuild_result_free(&r);
 }
 
+/* ---- recovery flr: copies, safe stamp, covered pseqs ------------------------------------- */
+
+static uint64_t safe_stamp(struct fixture *f)
+{
+    struct flr_shard_copies c;
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    return c.safe_stamp;
+}
+
+/* Runs one replication pass to the given targets; returns the replicas. */
+static uint32_t replicate(struct fixture *f, const uint32_t *targets, uint32_t n,
+                          struct flr_shard_replica *out)
+{
+    uint32_t got = 0;
+    assert_int_equal(flr_shard_replicate(f->sh, targets, n, 8 << 20, out, &got), 0);
+    return got;
+}
+
+static void recovery_none_replies_carry_no_copies_state(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 1);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct flr_shard_copies c;
+    struct flr_shard_replica out[1];
+    const uint32_t t[1] = {1};
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(3) + 1, &r);
+    assert_int_equal(r.aux, 0);
+    pull_ok(f, 0, DENSE, 0, &key, 1, &r);
+    assert_int_equal(r.aux, 0);
+    assert_int_equal(r.nextra, 0);
+    assert_int_equal(flr_shard_copies(f->sh, &c), 0);
+    assert_int_equal(replicate(f, t, 1, out), 0);
+    assert_int_equal(replicate(f, t, 1, out), 0);
+}
+
+static void pulls_make_holders_and_covered_pseq_follows_the_safe_stamp(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 1);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(3) + 1, &r);
+    assert_int_equal(r.stamp, 1);
+    assert_int_equal(r.aux, 0); /* the row has no copy yet */
+    assert_int_equal(safe_stamp(f), 0);
+
+    /* Worker 0's pull carries the record (S, C, V) and makes it a holder. */
+    pull_ok(f, 0, DENSE, 0, &key, 1, &r);
+    assert_int_equal(r.stamp, 1);
+    assert_int_equal(r.clock, 0);
+    assert_int_equal(r.nextra, NWORKERS);
+    assert_int_equal(r.extra[0], INC(3) + 1);
+    assert_int_equal(r.extra[1], 0);
+    assert_int_equal(safe_stamp(f), 1);
+    rpc(f, mk_clock(f, 0, 1), &r);
+    assert_int_equal(r.aux, INC(3) + 1);
+
+    /* A change clears the holders: the next push is covered only after a new copy. */
+    push_seq_ok(f, 0, DENSE, 1, &key, 1, g, DENSE_DIM, INC(3) + 2, &r);
+    assert_int_equal(r.aux, INC(3) + 1);
+    assert_int_equal(safe_stamp(f), 1);
+    pull_ok(f, 2, DENSE, 0, &key, 1, &r);
+    assert_int_equal(r.aux, 0); /* worker 2 pushed nothing */
+    push_seq_ok(f, 0, DENSE, 1, &key, 1, g, DENSE_DIM, INC(3) + 2, &r);
+    assert_int_equal(r.stamp, 2); /* a duplicate reports the stamp it was applied at */
+    assert_int_equal(r.aux, INC(3) + 2);
+}
+
+static void flr_shard_applies_a_new_process_from_its_first_push(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 5);
+    const float g[DENSE_DIM] = {1, 1, 1}, want[DENSE_DIM] = {-2, -2, -2};
+    struct pending second;
+    struct reply r;
+
+    /* Under flr a frontier the shard was not given is a process's base: pseq 2 waits. */
+    pending_init(&second);
+    pending_start(f, &second, mk_push_seq(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(6) + 2));
+    serve_until_early(f, 1);
+    assert_int_equal(flr_shard_stamp(f->sh), 0);
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(6) + 1, &r);
+    pending_finish(f, &second, &r);
+    flr_call_fini(&second.call);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.stamp, 2);
+    assert_row(f, 5, want);
+}
+
+static void replication_sends_listed_rows_and_acks_make_holders(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t keys[2] = {flr_key(DENSE, 2), flr_key(DENSE, 3)};
+    const float g[2 * DENSE_DIM] = {1, 1, 1, 2, 2, 2};
+    const uint32_t targets[2] = {1, 2};
+    struct flr_shard_replica out[2];
+    struct flr_shard_copies c;
+    struct flr_msg m;
+    char why[FLR_REASON_MAX];
+    struct reply r;
+    uint32_t n, rows = 0;
+
+    push_seq_ok(f, 0, DENSE, 0, keys, 2, g, 2 * DENSE_DIM, INC(5) + 1, &r);
+    /* The rows were listed after the previous pass: pulls get a chance first. */
+    assert_int_equal(replicate(f, targets, 2, out), 0);
+    n = replicate(f, targets, 2, out);
+    assert_true(n >= 1);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(flr_msg_decode(&m, nng_msg_body(out[i].msg), nng_msg_len(out[i].msg),
+                                        &f->lim, &f->rzone, why, sizeof(why)),
+                         0);
+        assert_int_equal(m.type, FLR_MSG_REPLICATE);
+        assert_int_equal(m.table, DENSE);
+        assert_int_equal(m.stamp, 1);
+        assert_int_equal(m.extra_len, NWORKERS * 8);
+        assert_int_equal(flr_keys_check_sorted(m.keys, m.nkeys), 0);
+        /* Full rows: value, then the copy's stamp S and the step count. */
+        assert_int_equal(m.vals_len, (uint64_t)m.nkeys * (DENSE_DIM * 4 + 12));
+        assert_int_equal(flr_load_u64((const unsigned char *)m.vals + DENSE_DIM * 4), 1);
+        rows += m.nkeys;
+        nng_msg_free(out[i].msg);
+    }
+    assert_int_equal(rows, 2);
+    assert_int_equal(safe_stamp(f), 0);
+    flr_shard_replicate_done(f->sh, out[0].id, 0); /* a failure: copied again */
+    for (uint32_t i = 1; i < n; i++)
+        flr_shard_replicate_done(f->sh, out[i].id, 1);
+    assert_int_equal(safe_stamp(f), 0);
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.replicate_errors, 1);
+    assert_true(c.short_rows >= 1);
+
+    n = replicate(f, targets, 2, out);
+    assert_true(n >= 1);
+    for (uint32_t i = 0; i < n; i++) {
+        nng_msg_free(out[i].msg);
+        flr_shard_replicate_done(f->sh, out[i].id, 1);
+    }
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.short_rows, 0);
+    assert_int_equal(c.safe_stamp, 1);
+    assert_int_equal(c.need, 1);
+    assert_int_equal(c.k, 2);
+    assert_true(c.replicated_rows >= 2);
+    rpc(f, mk_clock(f, 0, 1), &r);
+    assert_int_equal(r.aux, INC(5) + 1);
+}
+
+static void a_copy_of_a_row_changed_since_is_not_a_holder(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 4);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    const uint32_t targets[1] = {1};
+    struct flr_shard_replica out[1];
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 1, &r);
+    assert_int_equal(replicate(f, targets, 1, out), 0);
+    assert_int_equal(replicate(f, targets, 1, out), 1);
+    nng_msg_free(out[0].msg);
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 2, &r);
+    flr_shard_replicate_done(f->sh, out[0].id, 1);
+    assert_int_equal(safe_stamp(f), 0);
+    assert_int_equal(r.aux, 0);
+}
+
+static void removed_worker_leaves_its_rows_short_again(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 6);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct flr_shard_copies c;
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 1, &r);
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 2, &r);
+    pull_ok(f, 1, DENSE, 0, &key, 1, &r);
+    assert_int_equal(safe_stamp(f), 2);
+    flr_shard_remove_worker(f->sh, 1);
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.short_rows, 1);
+    /* Listed again at the current stamp: the safe stamp does not go back. */
+    assert_int_equal(c.safe_stamp, 2);
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 3, &r);
+    assert_int_equal(safe_stamp(f), 2);
+    assert_int_equal(r.aux, INC(5) + 2);
+}
+
+static void bsp_closed_clock_is_covered_once_its_rows_are_copied(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 7);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(8) + 1, &r);
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(9) + 1, &r);
+    for (uint32_t w = 0; w < NWORKERS; w++)
+        clock_ok(f, w, 1);
+    assert_int_equal(flr_shard_stamp(f->sh), 1);
+    rpc(f, mk_clock(f, 0, 1), &r);
+    assert_int_equal(r.aux, 0);
+    pull_ok(f, 2, DENSE, 1, &key, 1, &r);
+    assert_int_equal(r.nextra, 0); /* BSP: the closed clock is the record */
+    assert_int_equal(r.clock, 1);
+    rpc(f, mk_clock(f, 0, 1), &r);
+    assert_int_equal(r.aux, INC(8) + 1);
+    rpc(f, mk_clock(f, 1, 1), &r);
+    assert_int_equal(r.aux, INC(9) + 1);
+}
+
+static void restored_rows_are_listed_until_copied_afresh(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 2);
+    struct flr_rebuild_result res = {0};
+    unsigned char row[DENSE_DIM * 4 + 12] = {0};
+    uint64_t stamp = 9;
+    struct reply r;
+
+    /* The rebuild filled one row, last changed at stamp 9. */
+    memcpy(row + DENSE_DIM * 4, &stamp, 8);
+    assert_int_equal(
+        flr_tshard_import(flr_store_table(flr_shard_store(f->sh), DENSE), &key, 1, row), 0);
+    res.nworkers = NWORKERS;
+    res.frontier = calloc(NWORKERS, sizeof(*res.frontier));
+    assert_non_null(res.frontier);
+    res.frontier[0] = INC(4) + 6;
+    res.stamp = 9;
+    assert_int_equal(flr_shard_restore(f->sh, &res), 0);
+    flr_rebuild_result_free(&res);
+    assert_int_equal(safe_stamp(f), 8);
+    rpc(f, mk_clock(f, 0, 0), &r);
+    assert_int_equal(r.aux, 0);
+    pull_ok(f, 1, DENSE, 0, &key, 1, &r);
+    assert_int_equal(safe_stamp(f), 9);
+    rpc(f, mk_clock(f, 0, 0), &r);
+    assert_int_equal(r.aux, INC(4) + 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1326,6 +1592,22 @@ int main(void)
         cmocka_unit_test_setup_teardown(
             new_incarnation_resets_the_frontier_and_drops_waiting_pushes, setup_asp, teardown),
         cmocka_unit_test_setup_teardown(bsp_retried_push_is_held_once_and_applied_once, setup_bsp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(recovery_none_replies_carry_no_copies_state, setup_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(pulls_make_holders_and_covered_pseq_follows_the_safe_stamp,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(flr_shard_applies_a_new_process_from_its_first_push,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(replication_sends_listed_rows_and_acks_make_holders,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(a_copy_of_a_row_changed_since_is_not_a_holder,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(removed_worker_leaves_its_rows_short_again, setup_flr_asp,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(bsp_closed_clock_is_covered_once_its_rows_are_copied,
+                                        setup_flr_bsp, teardown),
+        cmocka_unit_test_setup_teardown(restored_rows_are_listed_until_copied_afresh, setup_flr_asp,
                                         teardown),
         cmocka_unit_test_setup_teardown(restore_installs_clocks_frontiers_stamp_and_held_pushes,
                                         setup_bsp, teardown),
