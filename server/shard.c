@@ -1119,6 +1119,14 @@ static int rows_add(struct repl_rows *l, const struct flr_dirty *d)
     return 0;
 }
 
+static int shard_retry_has(const struct flr_shard *s, const struct flr_dirty *d)
+{
+    for (size_t i = 0; i < s->retry.n; i++)
+        if (s->retry.v[i].key == d->key && s->retry.v[i].tix == d->tix)
+            return 1;
+    return 0;
+}
+
 static void shard_retry_since(struct flr_shard *s)
 {
     s->retry_since = UINT64_MAX;
@@ -1316,9 +1324,23 @@ void flr_shard_replicate_done(struct flr_shard *s, uint64_t id, int ok)
         const struct flr_dirty *d = &b.rows.v[j];
         if (ok)
             (void)flr_store_row_add_holder(s->store, d, b.worker, b.stamp);
-        /* Still short (it failed, changed meanwhile, or needs more holders): it is
-         * copied again, and until then its since counts for the safe stamp. */
-        if (flr_store_row_short(s->store, d) && rows_add(&s->retry, d) != 0)
+        if (!flr_store_row_short(s->store, d))
+            continue;
+        if (ok) {
+            /* Changed since it was read: this copy covers it up to b.stamp, and the change
+             * listed it again (with a later since). */
+            uint64_t st = 0;
+            (void)flr_tshard_peek(flr_store_table_at(s->store, d->tix), flr_key_row(d->key), &st,
+                                  NULL);
+            if (st > b.stamp)
+                continue;
+        }
+        /* Still short at the version sent (it failed, or it needs more holders than took
+         * it): it is copied again, and until then its since counts for the safe stamp.
+         * Listed once, or every pass would copy it once more per copy that came back. */
+        if (shard_retry_has(s, d))
+            continue;
+        if (rows_add(&s->retry, d) != 0)
             flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
     }
     free(b.rows.v);

@@ -4,6 +4,7 @@
 # rebuilt from the workers (recovery flr).  Twice: softmax with SGD (the workers' pulled
 # rows are the copies) and the MLP with Adam (copies come from REPLICATE, with the slots).
 . "$FLR_SRCDIR/tests/lib.sh"
+echo "op-$RANDOM$RANDOM$RANDOM" >"$T/token" # operator commands (kill-server) need it
 
 need_fashion_mnist
 
@@ -15,15 +16,16 @@ run() {
     cluster_spawn "$job-coord" "$B/flr-coordinator" --zk "$ZK" --job "$job" --servers 2 \
         --workers 3 --model "$model" --hidden 32 --optimizer "$opt" --consistency bsp \
         --recovery flr --launcher local --server-logs "$T" --report "$T/$job.json" \
-        --session-timeout 1000
+        --http-token-file "$T/token" \
+        --session-timeout 2000
     for i in 0 1 2; do
         cluster_spawn "$job-w$i" "$B/flr-worker" --zk "$ZK" --job "$job" --id $i --epochs 1 \
-            --batch 64 --evaluate no --oracle-out "$T/$job" --session-timeout 1000
+            --batch 64 --evaluate no --oracle-out "$T/$job" --session-timeout 2000
     done
     if [ "$kill" = 1 ]; then
         wait_for 120 sh -c "'$B/flrctl' --zk '$ZK' --job '$job' status --json 2>/dev/null |
             jq -e '[.workers[].clock] | min >= 60' >/dev/null" || fail "$job: training did not get going"
-        "$B/flrctl" --zk "$ZK" --job "$job" kill-server 1 >"$T/$job-kill.log" 2>&1 ||
+        "$B/flrctl" --zk "$ZK" --job "$job" --token-file "$T/token" kill-server 1 >"$T/$job-kill.log" 2>&1 ||
             fail "$job: flrctl kill-server failed"
     fi
     cluster_wait "$job-coord" 300 || fail "$job: coordinator did not finish"

@@ -7,6 +7,7 @@
 #
 # FLR_SOAK=N runs N rounds of every case with further seeds (make soak).
 . "$FLR_SRCDIR/tests/lib.sh"
+echo "op-$RANDOM$RANDOM$RANDOM" >"$T/token" # operator commands (kill-server) need it
 
 "$B/flr-datagen" --rows 24000 --test-rows 1000 --seed 5 --out-dir "$T/ctr" \
     >"$T/datagen.log" 2>&1 || fail "flr-datagen failed"
@@ -33,20 +34,20 @@ run() {
     cluster_spawn "$job-coord" "$B/flr-coordinator" --zk "$ZK" --job "$job" --servers "$ns" \
         --workers $nw --model oracle --optimizer sgd --lr 1 --consistency "$cons" \
         --staleness 2 --recovery flr --k "$k" --launcher local --server-logs "$T" \
-        --report "$T/$job.json" --session-timeout 1000
+        --report "$T/$job.json" --session-timeout 2000 --http-token-file "$T/token"
     for ((i = 0; i < nw; i++)); do
         cluster_spawn "$job-w$i" "$B/flr-worker" --zk "$ZK" --job "$job" --id $i \
-            --train "$T/ctr/train.tsv" --epochs 3 --batch 64 --evaluate no \
-            --oracle-out "$T/$job" --session-timeout 1000
+            --train "$T/ctr/train.tsv" --epochs 6 --batch 64 --evaluate no \
+            --oracle-out "$T/$job" --session-timeout 2000
     done
-    # A seeded random moment: once the slowest worker has done AT iterations (of 375).
-    local at=$((30 + RANDOM % 220))
+    # A seeded random moment: once the slowest worker has done AT iterations (of 750).
+    local at=$((30 + RANDOM % 300))
     wait_for 120 sh -c "'$B/flrctl' --zk '$ZK' --job '$job' status --json 2>/dev/null |
         jq -e '[.workers[].clock] | length == $nw and min >= $at' >/dev/null" ||
         fail "$job: the workers did not reach iteration $at"
     local first=$((RANDOM % ns))
     for ((i = 0; i < kills; i++)); do
-        "$B/flrctl" --zk "$ZK" --job "$job" kill-server $(((first + i) % ns)) >>"$T/$job-kill.log" 2>&1 ||
+        "$B/flrctl" --zk "$ZK" --job "$job" --token-file "$T/token" kill-server $(((first + i) % ns)) >>"$T/$job-kill.log" 2>&1 ||
             fail "$job: flrctl kill-server failed"
     done
     cluster_wait "$job-coord" 300 || fail "$job: coordinator did not finish"
