@@ -198,20 +198,8 @@ struct flr_rebuild {
     size_t sub_keys_cap, sub_grads_cap;
 };
 
-static int rb_fail(char *why, size_t whylen, int rv, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static int rb_fail(char *why, size_t whylen, int rv, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (why && whylen > 0) {
-        va_start(ap, fmt);
-        vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
-    return rv;
-}
+/* Writes the reason (flr_why) and returns rv. */
+#define rb_fail(why, whylen, rv, ...) (flr_why((why), (whylen), __VA_ARGS__), (rv))
 
 int flr_rebuild_alloc(struct flr_rebuild **rbp, const struct flr_job_spec *spec,
                       struct flr_store *store, uint32_t shard, const uint8_t *removed)
@@ -1024,9 +1012,8 @@ static int rb_take_reply(struct rb_net *n, struct rb_peer *p, char *why, size_t 
         goto bad;
     if (r.type != want || r.status != 0 || r.shard != n->cfg->shard) {
         rv = r.status ? r.status : FLR_EBAD_REQUEST;
-        rb_fail(why, whylen, rv, "%s (status %s, shard %" PRIu32 "): %.*s",
-                flr_msg_type_name(r.type), flr_errname(r.status), r.shard, (int)r.reason_len,
-                r.reason ? r.reason : "");
+        flr_why(why, whylen, "%s (status %s, shard %" PRIu32 "): %.*s", flr_msg_type_name(r.type),
+                flr_errname(r.status), r.shard, (int)r.reason_len, r.reason ? r.reason : "");
         goto bad;
     }
     if (p->phase == RB_MANIFEST) {

@@ -160,6 +160,31 @@ void flr_reply_error(struct flr_req *req, const struct flr_msg *in, const char *
     flr_rep_reply(req, out);
 }
 
+/* Frees s and all it holds (also a half-opened shard: calloc'd, so unset parts are NULL). */
+static void shard_free(struct flr_shard *s)
+{
+    held_drop_all(&s->pulls);
+    held_drop_all(&s->pushes);
+    held_drop_all(&s->early);
+    for (size_t i = 0; i < s->nbatches; i++)
+        free(s->batches[i].rows.v);
+    free(s->batches);
+    free(s->retry.v);
+    for (uint32_t w = 0; s->cov && w < s->nworkers; w++)
+        free(s->cov[w].v);
+    flr_store_free(s->store);
+    free(s->maxseq);
+    free(s->xbuf);
+    free(s->covered);
+    free(s->cov);
+    free(s->floor);
+    free(s->frontier);
+    free(s->inc);
+    free(s->wclock);
+    free(s->removed);
+    free(s);
+}
+
 int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
                    uint64_t epoch, uint32_t self_id)
 {
@@ -186,7 +211,7 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
     if (!s->wclock || !s->removed || !s->inc || !s->frontier || !s->floor || !s->cov ||
         !s->covered || !s->xbuf || !s->maxseq) {
         rv = FLR_ENOMEM;
-        goto fail_workers;
+        goto fail;
     }
     switch (spec->consistency) {
     case FLR_BSP:
@@ -201,7 +226,7 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
         break;
     }
     if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0)
-        goto fail_workers;
+        goto fail;
     if (strcmp(spec->recovery, "flr") == 0) {
         s->flr = 1;
         s->nholders = spec->k > 1 ? spec->k - 1 : 0;
@@ -209,51 +234,20 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
             s->nholders = SHARD_MAX_HOLDERS;
         if (s->nholders > 0 &&
             (rv = flr_store_track_copies(s->store, s->nholders, s->nworkers)) != 0)
-            goto fail_store;
+            goto fail;
     }
     *sp = s;
     return 0;
 
-fail_store:
-    flr_store_free(s->store);
-fail_workers:
-    free(s->maxseq);
-    free(s->xbuf);
-    free(s->covered);
-    free(s->cov);
-    free(s->floor);
-    free(s->frontier);
-    free(s->inc);
-    free(s->wclock);
-    free(s->removed);
-    free(s);
+fail:
+    shard_free(s);
     return rv;
 }
 
 void flr_shard_close(struct flr_shard *s)
 {
-    if (!s)
-        return;
-    held_drop_all(&s->pulls);
-    held_drop_all(&s->pushes);
-    held_drop_all(&s->early);
-    for (size_t i = 0; i < s->nbatches; i++)
-        free(s->batches[i].rows.v);
-    free(s->batches);
-    free(s->retry.v);
-    for (uint32_t w = 0; w < s->nworkers; w++)
-        free(s->cov[w].v);
-    flr_store_free(s->store);
-    free(s->maxseq);
-    free(s->xbuf);
-    free(s->covered);
-    free(s->cov);
-    free(s->floor);
-    free(s->frontier);
-    free(s->inc);
-    free(s->wclock);
-    free(s->removed);
-    free(s);
+    if (s)
+        shard_free(s);
 }
 
 uint64_t flr_shard_epoch(const struct flr_shard *s)

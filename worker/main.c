@@ -102,8 +102,8 @@ int main(int argc, char **argv)
 {
     static struct wrk_cfg cfg;
     const struct flr_opts_info info = {"flr-worker",
-                                       "flr worker: trains a built-in model (softmax, mlp, ctr) "
-                                       "against the job's servers",
+                                       "flr worker: trains a built-in model (softmax, mlp, ctr, "
+                                       "oracle) against the job's servers",
                                        PACKAGE_VERSION};
     struct flr_client_opts co;
     struct flr_client *c = NULL;
