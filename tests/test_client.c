@@ -351,9 +351,10 @@ static void flr_worker_serves_its_log_and_copies(void **state)
         json_decref(rec);
         return;
     }
-    /* Progress was published at the first clock, with the store's counters. */
+    /* Progress was published at the first clock, with the store's counters (the log may
+     * already be empty: the servers report pushes covered as soon as pulls copy them). */
     assert_true(json_integer_value(json_object_get(rec, "copy_bytes")) > 0);
-    assert_true(json_integer_value(json_object_get(rec, "log_bytes")) > 0);
+    assert_true(json_is_integer(json_object_get(rec, "log_bytes")));
     assert_true(json_is_integer(json_object_get(rec, "log_entries")));
     assert_int_equal(flr_conn_open(&conn, json_string_value(json_object_get(rec, "endpoint")),
                                    (size_t)64 << 20, why, sizeof(why)),
