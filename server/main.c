@@ -123,6 +123,7 @@ struct srv {
 
     int flr;                    /* recovery flr: copies are made */
     struct srv_worker *workers; /* spec.num_workers entries when flr */
+    uint32_t replicate_first;   /* the shard the last replication pass started with */
     int64_t next_replicate_ms;  /* when the next replication pass runs */
     int64_t workers_reread_ms;  /* when to re-read nodes that named no endpoint yet */
 };
@@ -947,7 +948,11 @@ static void srv_replicate(struct srv *s)
     for (uint32_t w = 0; w < s->spec.num_workers; w++)
         if (s->workers[w].live && s->workers[w].conn && !s->workers[w].busy && !s->removed[w])
             targets[ntargets++] = w;
-    for (uint32_t i = 0; i < s->spec.num_shards; i++) {
+    /* A worker takes one REPLICATE at a time, so the shards take turns at being first:
+     * starting from shard 0 every pass would starve the others. */
+    s->replicate_first = (s->replicate_first + 1) % s->spec.num_shards;
+    for (uint32_t k = 0; k < s->spec.num_shards && ntargets > 0; k++) {
+        uint32_t i = (s->replicate_first + k) % s->spec.num_shards;
         struct flr_shard *sh = s->shards[i];
         int rv;
         if (!sh || s->frozen[i])
@@ -964,9 +969,9 @@ static void srv_replicate(struct srv *s)
             atomic_store(&wk->done, 0);
             flr_call_start(&wk->call, wk->conn, out[j].msg, SRV_REPLICATE_TIMEOUT_MS, NULL);
             /* One REPLICATE in flight per worker: it is no target for the next shards. */
-            for (uint32_t k = 0; k < ntargets; k++)
-                if (targets[k] == out[j].worker) {
-                    targets[k] = targets[--ntargets];
+            for (uint32_t t = 0; t < ntargets; t++)
+                if (targets[t] == out[j].worker) {
+                    targets[t] = targets[--ntargets];
                     break;
                 }
         }

@@ -193,10 +193,23 @@ struct flr_rebuild {
     uint64_t max_stamp; /* the largest S or acknowledged stamp seen */
     uint64_t copies_ignored;
 
+    /* Called now and then while replaying (a long replay must not let the lease lapse);
+     * a nonzero return stops the rebuild. */
+    int (*tick)(void *arg);
+    void *tick_arg;
+
     /* One entry's keys and gradients restricted to the rows that need it. */
     unsigned char *sub_keys, *sub_grads;
     size_t sub_keys_cap, sub_grads_cap;
 };
+
+/* Every 256th replayed entry: lets the caller keep its lease. */
+static int rb_tick(struct flr_rebuild *rb, size_t i)
+{
+    if (!rb->tick || i % 256 != 255)
+        return 0;
+    return rb->tick(rb->tick_arg) ? FLR_ESHUTDOWN : 0;
+}
 
 /* Writes the reason (flr_why) and returns rv. */
 #define rb_fail(why, whylen, rv, ...) (flr_why((why), (whylen), __VA_ARGS__), (rv))
@@ -584,6 +597,8 @@ static int rb_replay_bsp(struct flr_rebuild *rb, struct flr_rebuild_result *r, u
             const void *keys, *grads;
             uint32_t n;
 
+            if ((rv = rb_tick(rb, i)) != 0)
+                return rv;
             if ((rv = rb_restrict(rb, x, &keys, &grads, &n)) != 0)
                 return rv;
             if (rb->workers[x->worker].answered && x->e.pseq > r->frontier[x->worker])
@@ -659,6 +674,8 @@ static int rb_replay_async(struct flr_rebuild *rb, struct flr_rebuild_result *r,
         const void *keys, *grads;
         uint32_t n;
 
+        if ((rv = rb_tick(rb, i)) != 0)
+            return rv;
         if ((rv = rb_restrict(rb, x, &keys, &grads, &n)) != 0)
             return rv;
         if (x->e.pseq > r->frontier[x->worker])
@@ -1101,8 +1118,12 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
     int rv;
 
     memset(r, 0, sizeof(*r));
-    if ((rv = flr_rebuild_alloc(&n.rb, cfg->spec, flr_shard_store(sh), cfg->shard, cfg->removed)) !=
-        0)
+    if ((rv = flr_rebuild_alloc(&n.rb, cfg->spec, flr_shard_store(sh), cfg->shard, cfg->removed)) ==
+        0) {
+        n.rb->tick = cfg->keep_lease;
+        n.rb->tick_arg = cfg->arg;
+    }
+    if (rv != 0)
         return rv;
     if (!(n.peers = calloc(n.npeers ? n.npeers : 1, sizeof(*n.peers)))) {
         rv = FLR_ENOMEM;
