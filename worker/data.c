@@ -474,6 +474,8 @@ int flr_ctr_load(struct flr_dataset *d, const char *path, uint32_t hash_bits, ui
             d->n++;
             start += len + (nl != NULL);
         }
+        if (max_rows != 0 && d->n >= max_rows)
+            break; /* enough rows: what is left in the buffer is not read */
         if (start < have && !eof && have - start >= CTR_MAX_LINE) {
             flr_why(why, whylen, "%s:%" PRIu64 ": line longer than %u bytes", path, lineno + 1,
                     CTR_MAX_LINE);
