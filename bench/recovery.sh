@@ -37,23 +37,25 @@ done
 work=$(mktemp -d "${TMPDIR:-/tmp}/flr-recovery.XXXXXX")
 cluster_init "$work" "$build"
 cluster_zk_start 200
-"$build/flr-datagen" --rows 2000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
+echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
+"$build/flr-datagen" --rows 3000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
 
 printf '%8s %12s %14s %11s %9s %8s %10s\n' size_MiB kill_to_serve detect_to_serve xfer_ms ratio rows_lost rebuilt
 for s in $sizes; do
     job=rec$s
     dim=$((s * 1048576 / (64 * 4)))
     bytes=$((s * 1048576))
+    iters=$((2048 / s > 6 ? 2048 / s : 6)) # a few seconds of training before the kill
     cluster_spawn "$job" "$build/flr-coordinator" --zk "$ZK" --job "$job" --servers 1 --shards 1 \
         --workers 1 --model oracle --hidden "$dim" --optimizer sgd --lr 1 --consistency bsp \
         --recovery flr --k 2 --launcher local --server-logs "$work" --session-timeout 2000 \
-        --report "$work/$job.json"
+        --report "$work/$job.json" --http-token-file "$work/token"
     cluster_spawn "$job-w0" "$build/flr-worker" --zk "$ZK" --job "$job" --id 0 \
-        --train "$work/ctr/train.tsv" --max-rows 6 --epochs 1 --batch 1 --evaluate no \
+        --train "$work/ctr/train.tsv" --max-rows "$iters" --epochs 1 --batch 1 --evaluate no \
         --session-timeout 2000
     wait_for 600 sh -c "'$build/flrctl' --zk '$ZK' --job '$job' status --json 2>/dev/null |
         jq -e '.workers[0].clock >= 2' >/dev/null" || { echo "recovery.sh: $job did not start" >&2; exit 1; }
-    "$build/flrctl" --zk "$ZK" --job "$job" kill-server 0 >/dev/null
+    "$build/flrctl" --zk "$ZK" --job "$job" --token-file "$work/token" kill-server 0 >/dev/null
     cluster_wait "$job" 900 || { echo "recovery.sh: $job did not finish" >&2; exit 1; }
     cluster_wait "$job-w0" 60 || true
     read -r kill detect lost rebuilt < <(jq -r '.failures[0] | "\(.recover_ms) \(.detect_ms) \(.rows_lost) \(.rows_rebuilt)"' "$work/$job.json")
