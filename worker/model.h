@@ -56,7 +56,7 @@ struct flr_model_ops {
     enum flr_data_kind data;
     uint32_t nout; /* outputs per sample predict() writes: 10 classes, or 1 probability */
     enum flr_optim_kind default_optim; /* the optimizer a job gets unless it names one */
-    uint64_t sparse_rows; /* sparse row ids are below this (0: unbounded) */
+    uint64_t sparse_rows;              /* sparse row ids are below this (0: unbounded) */
 
     /* Fills the tables the model needs (ids 0.., names, shapes, init, optimizer). */
     int (*tables)(const struct flr_model_cfg *c, struct flr_table_spec *out, uint32_t *n);
