@@ -1113,12 +1113,16 @@ static int rows_add(struct repl_rows *l, const struct flr_dirty *d)
     return 0;
 }
 
-static int shard_retry_has(const struct flr_shard *s, const struct flr_dirty *d)
+/* Puts row d on the retry list unless it is there already (its since counts for the safe
+ * stamp until it is copied). */
+static void shard_retry_add(struct flr_shard *s, const struct flr_dirty *d)
 {
-    for (size_t i = 0; i < s->retry.n; i++)
-        if (s->retry.v[i].key == d->key && s->retry.v[i].tix == d->tix)
-            return 1;
-    return 0;
+    if (flr_store_row_retry(s->store, d, 1))
+        return;
+    if (rows_add(&s->retry, d) != 0) {
+        (void)flr_store_row_retry(s->store, d, 0);
+        flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
+    }
 }
 
 static void shard_retry_since(struct flr_shard *s)
@@ -1137,9 +1141,10 @@ struct repl_plan {
     struct repl_rows rows;
 };
 
-/* Gives row d to the targets it lacks, round-robin.  Returns how many took it. */
+/* Gives row d to the targets it lacks, round-robin.  Returns how many took it; *short_by
+ * gets how many more it would have needed. */
 static uint32_t shard_plan_row(struct flr_shard *s, struct repl_plan *plan, uint32_t nplan,
-                               size_t max_bytes, const struct flr_dirty *d)
+                               size_t max_bytes, const struct flr_dirty *d, uint32_t *short_by)
 {
     uint32_t holders[SHARD_MAX_HOLDERS], have, want, got = 0;
     struct flr_tshard *t = flr_store_table_at(s->store, d->tix);
@@ -1163,6 +1168,7 @@ static uint32_t shard_plan_row(struct flr_shard *s, struct repl_plan *plan, uint
         got++;
     }
     s->rr++;
+    *short_by = want - got;
     return got;
 }
 
@@ -1264,17 +1270,24 @@ int flr_shard_replicate(struct flr_shard *s, const uint32_t *targets, uint32_t n
 
     /* Rows whose copy failed first, then the list's rows listed before the last pass
      * (later ones give pulls a chance to copy them). */
+    /* A row that not enough targets took stays on (or goes to) the retry list. */
     for (size_t i = 0; i < s->retry.n; i++) {
         const struct flr_dirty *d = &s->retry.v[i];
-        if (flr_store_row_short(s->store, d) && shard_plan_row(s, plan, nplan, max_bytes, d) == 0)
+        uint32_t short_by = 0;
+        if (flr_store_row_short(s->store, d) &&
+            (shard_plan_row(s, plan, nplan, max_bytes, d, &short_by), short_by > 0))
             s->retry.v[keep++] = *d;
+        else
+            (void)flr_store_row_retry(s->store, d, 0);
     }
     s->retry.n = keep;
-    shard_retry_since(s);
     for (;;) {
         const struct flr_dirty *d = flr_store_dirty_head(s->store);
-        if (!d || d->since > prev || shard_plan_row(s, plan, nplan, max_bytes, d) == 0)
+        uint32_t short_by = 0;
+        if (!d || d->since > prev || shard_plan_row(s, plan, nplan, max_bytes, d, &short_by) == 0)
             break;
+        if (short_by > 0)
+            shard_retry_add(s, d);
         flr_store_dirty_pop(s->store);
     }
 
@@ -1287,8 +1300,7 @@ int flr_shard_replicate(struct flr_shard *s, const uint32_t *targets, uint32_t n
         }
         /* Not sent: the rows wait on the retry list. */
         for (size_t j = 0; j < plan[i].rows.n; j++)
-            if (rows_add(&s->retry, &plan[i].rows.v[j]) != 0)
-                flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
+            shard_retry_add(s, &plan[i].rows.v[j]);
         free(plan[i].rows.v);
     }
     shard_retry_since(s);
@@ -1316,26 +1328,13 @@ void flr_shard_replicate_done(struct flr_shard *s, uint64_t id, int ok)
     }
     for (size_t j = 0; j < b.rows.n; j++) {
         const struct flr_dirty *d = &b.rows.v[j];
+        /* A copy that came back holds the row up to b.stamp; if the row changed since,
+         * the change listed it again.  One that failed is sent again: the row waits on
+         * the retry list (once, however many of its copies failed). */
         if (ok)
             (void)flr_store_row_add_holder(s->store, d, b.worker, b.stamp);
-        if (!flr_store_row_short(s->store, d))
-            continue;
-        if (ok) {
-            /* Changed since it was read: this copy covers it up to b.stamp, and the change
-             * listed it again (with a later since). */
-            uint64_t st = 0;
-            (void)flr_tshard_peek(flr_store_table_at(s->store, d->tix), flr_key_row(d->key), &st,
-                                  NULL);
-            if (st > b.stamp)
-                continue;
-        }
-        /* Still short at the version sent (it failed, or it needs more holders than took
-         * it): it is copied again, and until then its since counts for the safe stamp.
-         * Listed once, or every pass would copy it once more per copy that came back. */
-        if (shard_retry_has(s, d))
-            continue;
-        if (rows_add(&s->retry, d) != 0)
-            flr_err("srv.copies", "shard %u: out of memory keeping rows to copy", s->id);
+        else if (flr_store_row_short(s->store, d))
+            shard_retry_add(s, d);
     }
     free(b.rows.v);
     shard_retry_since(s);

@@ -76,6 +76,8 @@ struct tsh_chunk {
     uint32_t *steps;
     uint16_t *holders; /* copies tracked: rows * nholders worker ids, FLR_STORE_NO_HOLDER free */
     uint64_t *queued;  /* copies tracked: a bit per row, set while it is on the dirty list */
+    uint64_t *retry;   /* in queued's allocation: a bit per row, set while the shard's retry
+                        * list holds it */
 };
 
 /* The dirty list: a ring of rows whose copies are short, in order of since. */
@@ -257,18 +259,22 @@ static float *tsh_row(const struct flr_tshard *t, uint32_t ridx)
     return c->vals + off * t->width;
 }
 
-/* Gives a chunk of rows its holder slots (all free) and queued bits (all clear). */
+/* Gives a chunk of rows its holder slots (all free) and queued and retry bits (all
+ * clear). */
 static int tsh_chunk_track(struct tsh_chunk *c, size_t rows, uint32_t nh)
 {
+    size_t words = (rows + 63) / 64;
+
     if (rows > SIZE_MAX / sizeof(uint16_t) / nh)
         return FLR_ENOMEM;
     if ((c->holders = malloc(rows * nh * sizeof(uint16_t))) == NULL)
         return FLR_ENOMEM;
-    if ((c->queued = calloc((rows + 63) / 64, sizeof(uint64_t))) == NULL) {
+    if ((c->queued = calloc(2 * words, sizeof(uint64_t))) == NULL) {
         free(c->holders);
         c->holders = NULL;
         return FLR_ENOMEM;
     }
+    c->retry = c->queued + words;
     memset(c->holders, 0xff, rows * nh * sizeof(uint16_t));
     return 0;
 }
@@ -436,11 +442,10 @@ static uint16_t *tsh_holders(const struct flr_tshard *t, uint32_t ridx)
     return c->holders + off * t->nh;
 }
 
-static int tsh_queued(const struct flr_tshard *t, uint32_t ridx, int set, int clear)
+/* Sets or clears (or only reads) a row's bit in a chunk's bitmap; returns its old value. */
+static int tsh_bit(uint64_t *map, size_t off, int set, int clear)
 {
-    size_t off;
-    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
-    uint64_t bit = (uint64_t)1 << (off & 63), *w = &c->queued[off >> 6];
+    uint64_t bit = (uint64_t)1 << (off & 63), *w = &map[off >> 6];
     int was = (*w & bit) != 0;
 
     if (set)
@@ -448,6 +453,22 @@ static int tsh_queued(const struct flr_tshard *t, uint32_t ridx, int set, int cl
     if (clear)
         *w &= ~bit;
     return was;
+}
+
+static int tsh_queued(const struct flr_tshard *t, uint32_t ridx, int set, int clear)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(t, ridx, &off);
+
+    return tsh_bit(c->queued, off, set, clear);
+}
+
+int flr_store_row_retry(struct flr_store *s, const struct flr_dirty *d, int on)
+{
+    size_t off;
+    struct tsh_chunk *c = tsh_loc(&s->tables[d->tix], d->ridx, &off);
+
+    return tsh_bit(c->retry, off, on, !on);
 }
 
 static uint32_t tsh_nholders(const struct flr_tshard *t, uint32_t ridx)
@@ -1241,6 +1262,7 @@ fail:
             free(t->chunks[j].queued);
             t->chunks[j].holders = NULL;
             t->chunks[j].queued = NULL;
+            t->chunks[j].retry = NULL;
         }
         t->nh = 0;
     }
@@ -1291,23 +1313,23 @@ static void store_drop_row(struct flr_tshard *t, uint32_t ridx, uint64_t row, vo
         tsh_list(t, ridx, row, d->since);
 }
 
-/* Reserves room to list every row. */
-static int store_reserve_all(struct flr_store *s)
+/* Drops worker's holdings (all of every row's with all) and lists the rows left short. */
+static int store_drop(struct flr_store *s, uint32_t worker, uint64_t since, int all)
 {
-    return tsh_dirty_reserve(&s->dirty, (size_t)flr_store_rows(s));
-}
-
-int flr_store_drop_holder(struct flr_store *s, uint32_t worker, uint64_t since)
-{
-    struct store_drop d = {.worker = worker, .since = since};
+    struct store_drop d = {.worker = worker, .since = since, .all = all};
     int rv;
 
     if (s->nholders == 0)
         return 0;
-    if ((rv = store_reserve_all(s)) != 0)
-        return rv;
+    if ((rv = tsh_dirty_reserve(&s->dirty, (size_t)flr_store_rows(s))) != 0)
+        return rv; /* room to list every row: listing cannot fail half-way */
     store_each_row(s, store_drop_row, &d);
     return 0;
+}
+
+int flr_store_drop_holder(struct flr_store *s, uint32_t worker, uint64_t since)
+{
+    return store_drop(s, worker, since, 0);
 }
 
 int flr_store_set_need(struct flr_store *s, uint32_t need, uint64_t since)
@@ -1323,15 +1345,7 @@ int flr_store_set_need(struct flr_store *s, uint32_t need, uint64_t since)
 
 int flr_store_mark_all_dirty(struct flr_store *s, uint64_t since)
 {
-    struct store_drop d = {.worker = FLR_STORE_NO_HOLDER, .since = since, .all = 1};
-    int rv;
-
-    if (s->nholders == 0)
-        return 0;
-    if ((rv = store_reserve_all(s)) != 0)
-        return rv;
-    store_each_row(s, store_drop_row, &d);
-    return 0;
+    return store_drop(s, FLR_STORE_NO_HOLDER, since, 1);
 }
 
 /* Adds worker to the holders of row ridx if it is not one and there is room. */

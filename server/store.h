@@ -158,6 +158,9 @@ size_t flr_store_holder_bytes(const struct flr_store *s);
  * flr_tshard_export() writes a row) with stamp written as its stamp. */
 int flr_store_row_short(const struct flr_store *s, const struct flr_dirty *d);
 uint32_t flr_store_row_holders(const struct flr_store *s, const struct flr_dirty *d, uint32_t *out);
+/* Sets (on) or clears a row's mark "on the shard's retry list"; returns the old mark. */
+int flr_store_row_retry(struct flr_store *s, const struct flr_dirty *d, int on);
+
 int flr_store_row_add_holder(struct flr_store *s, const struct flr_dirty *d, uint32_t worker,
                              uint64_t stamp);
 struct flr_tshard *flr_store_table_at(struct flr_store *s, uint32_t tix);

@@ -509,6 +509,11 @@ static int setup_flr_bsp(void **state)
     return setup_with_recovery(state, FLR_BSP, 0, "flr", 2);
 }
 
+static int setup_flr_asp_k3(void **state)
+{
+    return setup_with_recovery(state, FLR_ASP, 0, "flr", 3);
+}
+
 /* The server's order: the shard drops what it holds through the open transport, then the
  * transport stops (no callback runs after that), then whatever was queued is freed. */
 static int teardown(void **state)
@@ -1479,6 +1484,44 @@ static void a_copy_of_a_row_changed_since_covers_it_up_to_its_stamp(void **state
     }
 }
 
+/* k = 3: a row goes to two workers.  When every copy fails, pass after pass, the row waits
+ * on the retry list once: it is sent again to two workers, never to more. */
+static void a_failed_row_is_retried_once_per_pass(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 5);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    const uint32_t targets[2] = {1, 2};
+    struct flr_shard_replica out[2];
+    struct flr_shard_copies c;
+    struct reply r;
+    uint32_t n;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 1, &r);
+    assert_int_equal(replicate(f, targets, 2, out), 0);
+    for (int pass = 0; pass < 4; pass++) {
+        n = replicate(f, targets, 2, out);
+        assert_int_equal(n, 2); /* one REPLICATE per worker, the row in each */
+        for (uint32_t i = 0; i < n; i++) {
+            nng_msg_free(out[i].msg);
+            flr_shard_replicate_done(f->sh, out[i].id, 0);
+        }
+        assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+        assert_int_equal(c.need, 2);
+        assert_int_equal(c.short_rows, 1);
+        assert_int_equal(c.safe_stamp, 0);
+    }
+    n = replicate(f, targets, 2, out);
+    assert_int_equal(n, 2);
+    for (uint32_t i = 0; i < n; i++) {
+        nng_msg_free(out[i].msg);
+        flr_shard_replicate_done(f->sh, out[i].id, 1);
+    }
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.short_rows, 0);
+    assert_int_equal(c.safe_stamp, 1);
+}
+
 static void removed_worker_leaves_its_rows_short_again(void **state)
 {
     struct fixture *f = *state;
@@ -1610,6 +1653,8 @@ int main(void)
                                         setup_flr_asp, teardown),
         cmocka_unit_test_setup_teardown(a_copy_of_a_row_changed_since_covers_it_up_to_its_stamp,
                                         setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(a_failed_row_is_retried_once_per_pass, setup_flr_asp_k3,
+                                        teardown),
         cmocka_unit_test_setup_teardown(removed_worker_leaves_its_rows_short_again, setup_flr_asp,
                                         teardown),
         cmocka_unit_test_setup_teardown(bsp_closed_clock_is_covered_once_its_rows_are_copied,
