@@ -44,7 +44,7 @@
 #define SPEC_MAX_SERVERS   1024
 #define SPEC_MAX_SHARDS    65536
 #define SPEC_MAX_TABLE_ID  65535
-#define SPEC_MAX_DIM       1048576
+#define SPEC_MAX_DIM       4194304 /* 16 MiB rows */
 #define SPEC_MAX_STALENESS 1000000
 #define SPEC_MAX_K         16
 

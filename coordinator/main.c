@@ -47,7 +47,8 @@ static const struct flr_opt coord_opts[] = {
               "server-side optimizer (default: the model's)"),
     FLR_OPT_D("lr", struct coord_cfg, lr, "0", 0, 1000, "RATE",
               "learning rate (0 = the model's default)"),
-    FLR_OPT_I("hidden", struct coord_cfg, hidden, "128", 1, 65536, "N", "MLP hidden units"),
+    FLR_OPT_I("hidden", struct coord_cfg, hidden, "128", 1, 4194304, "N",
+              "MLP hidden units (the oracle model: its dense width)"),
     FLR_OPT_I("seed", struct coord_cfg, seed, "1", 0, INT64_MAX, "N", "initialiser seed"),
     FLR_OPT_S("recovery", struct coord_cfg, recovery, "flr", "MODE",
               "recovery mode: flr (rebuild lost shards from the workers' copies and "

@@ -356,10 +356,10 @@ static const char *mutate(struct flr_job_spec *s, int i)
         return "tables[2].rows: must be 0 for a sparse table";
     case 18:
         t->dim = 0;
-        return "tables[0].dim: 0 is out of range 1..1048576";
+        return "tables[0].dim: 0 is out of range 1..4194304";
     case 19:
-        t->dim = 1048577;
-        return "tables[0].dim: 1048577 is out of range";
+        t->dim = 4194305;
+        return "tables[0].dim: 4194305 is out of range";
     case 20:
         t->lr = 0;
         return "tables[0].lr: 0 is out of range (0, inf)";
@@ -461,7 +461,7 @@ static void test_validation_boundaries_accepted(void **state)
     s.num_shards = 65536;
     s.staleness = 1000000;
     s.k = 16;
-    s.tables[0].dim = 1048576;
+    s.tables[0].dim = 4194304;
     strcpy(s.recovery, "cpr");
     memset(s.tables[2].name, 'n', FLR_NAME_MAX - 1);
     s.tables[2].name[FLR_NAME_MAX - 1] = '\0';
