@@ -75,6 +75,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 /* The synchronous API of the multi-threaded client is declared only under THREADED. */
@@ -970,6 +971,25 @@ int flr_zk_lease_renew(struct flr_zk *zk)
 int64_t flr_zk_lease_until(const struct flr_zk *zk)
 {
     return atomic_load(&((struct flr_zk *)zk)->lease_until);
+}
+
+int flr_zk_lease_confirm(struct flr_zk *zk, int timeout_ms)
+{
+    const int64_t deadline = flr_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+
+    for (;;) {
+        if (flr_zk_expired(zk))
+            return FLR_EZK_EXPIRED;
+        if (flr_now_ms() < atomic_load(&zk->lease_until))
+            return 0;
+        if (flr_now_ms() >= deadline)
+            return FLR_ETIMEOUT;
+        /* A renewal sent before the pause would extend the lease only from its old send
+         * time; one in flight is let finish and another is sent. */
+        if (flr_zk_lease_renew(zk) == FLR_EZK_EXPIRED)
+            return FLR_EZK_EXPIRED;
+        usleep(2000);
+    }
 }
 
 /* A negative timeout_ms waits without a bound. */

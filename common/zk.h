@@ -76,6 +76,15 @@ int flr_zk_session_timeout(const struct flr_zk *zk);
 int flr_zk_lease_renew(struct flr_zk *zk);
 int64_t flr_zk_lease_until(const struct flr_zk *zk);
 
+/*
+ * Renews the lease and waits up to timeout_ms for it to hold again: for a process that
+ * was busy (a long copy or rebuild) and could not renew, where a lapsed lease alone does
+ * not tell a live session from a lost one.  A renewal that succeeds was answered by the
+ * ZooKeeper server, which proves the session alive.  Returns 0 when the lease holds,
+ * FLR_EZK_EXPIRED when the session is known gone, FLR_ETIMEOUT otherwise (cut off).
+ */
+int flr_zk_lease_confirm(struct flr_zk *zk, int timeout_ms);
+
 /* Takes the next event, waiting up to timeout_ms (0 = poll). Returns 0 or FLR_ETIMEOUT. */
 int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms);
 

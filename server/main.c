@@ -1047,6 +1047,30 @@ static void srv_keep_lease(struct srv *s)
     }
 }
 
+/*
+ * The lease lapsed for longer than a session timeout: the server was paused, cut off, or
+ * busy (loading or rebuilding a large shard blocks this thread).  Only ZooKeeper can tell
+ * which: a renewal it answers proves the session alive, and no one can have taken the
+ * shards.  Returns 0 to go on serving, or FLR_EZK_EXPIRED to stop.
+ */
+static int srv_confirm_session(struct srv *s)
+{
+    const int64_t lapsed = flr_now_ms() - flr_zk_lease_until(s->zk);
+    int rv = flr_zk_lease_confirm(s->zk, flr_zk_session_timeout(s->zk));
+
+    if (rv == 0) {
+        s->lease_renewed_ms = flr_now_ms();
+        flr_notice("srv.lease", "lease renewed after %lld ms: ZooKeeper confirmed the session",
+                   (long long)lapsed);
+        return 0;
+    }
+    flr_err("srv.expired",
+            "no word from ZooKeeper for %lld ms, longer than the session timeout, and no "
+            "answer to a renewal: the session is %s; stopping",
+            (long long)lapsed, rv == FLR_EZK_EXPIRED ? "gone" : "presumed gone");
+    return FLR_EZK_EXPIRED;
+}
+
 enum { SRV_SYNC_SHARDS = 1, SRV_SYNC_REMOVED = 2, SRV_SYNC_STATE = 4, SRV_SYNC_WORKERS = 8 };
 
 /* What a ZooKeeper event asks the server to re-read (and so re-watch).  After a reconnect
@@ -1161,13 +1185,9 @@ static int srv_run(struct srv *s)
             return FLR_EZK_EXPIRED;
         }
         srv_keep_lease(s);
-        if (flr_now_ms() > flr_zk_lease_until(s->zk) + flr_zk_session_timeout(s->zk)) {
-            /* Nothing heard from ZooKeeper for well over a session timeout (paused, or cut
-             * off): the session is gone on the server's side even if no one told us. */
-            flr_err("srv.expired", "no word from ZooKeeper for longer than the session "
-                                   "timeout: the session has expired; stopping");
-            return FLR_EZK_EXPIRED;
-        }
+        if (flr_now_ms() > flr_zk_lease_until(s->zk) + flr_zk_session_timeout(s->zk) &&
+            (rv = srv_confirm_session(s)) != 0)
+            return rv;
         /* Drain the news first, then re-read each kind of state once: an assignment fires
          * one watch per shard record, and re-reading the whole map for each would cost
          * shards^2 reads. */
