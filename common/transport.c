@@ -257,6 +257,7 @@ struct flr_waitgroup {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int n;
+    uint64_t completed; /* calls finished, ever */
 };
 
 int flr_waitgroup_alloc(struct flr_waitgroup **wgp)
@@ -283,9 +284,26 @@ static void wg_add(struct flr_waitgroup *wg, int d)
 {
     pthread_mutex_lock(&wg->mu);
     wg->n += d;
-    if (wg->n == 0)
+    if (d < 0) {
+        wg->completed++;
         pthread_cond_broadcast(&wg->cv);
+    }
     pthread_mutex_unlock(&wg->mu);
+}
+
+/* The CLOCK_REALTIME instant timeout_ms from now (what pthread_cond_timedwait takes). */
+static struct timespec wg_deadline(int timeout_ms)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
 }
 
 void flr_waitgroup_wait(struct flr_waitgroup *wg)
@@ -298,22 +316,30 @@ void flr_waitgroup_wait(struct flr_waitgroup *wg)
 
 int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms)
 {
-    struct timespec ts;
+    const struct timespec ts = wg_deadline(timeout_ms);
     int n;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
     pthread_mutex_lock(&wg->mu);
     while (wg->n > 0 && pthread_cond_timedwait(&wg->cv, &wg->mu, &ts) == 0)
         ;
     n = wg->n;
     pthread_mutex_unlock(&wg->mu);
     return n > 0 ? FLR_ETIMEOUT : 0;
+}
+
+int flr_waitgroup_wait_any(struct flr_waitgroup *wg, uint64_t *seen, int timeout_ms)
+{
+    const struct timespec ts = wg_deadline(timeout_ms);
+    int rv;
+
+    pthread_mutex_lock(&wg->mu);
+    while (wg->completed == *seen && wg->n > 0 &&
+           pthread_cond_timedwait(&wg->cv, &wg->mu, &ts) == 0)
+        ;
+    rv = wg->completed != *seen ? 0 : FLR_ETIMEOUT;
+    *seen = wg->completed;
+    pthread_mutex_unlock(&wg->mu);
+    return rv;
 }
 
 enum { CALL_IDLE, CALL_SENDING, CALL_RECEIVING };

@@ -59,6 +59,10 @@ void flr_waitgroup_free(struct flr_waitgroup *wg);
 void flr_waitgroup_wait(struct flr_waitgroup *wg);
 /* Waits at most timeout_ms; returns 0 when the count reached zero, else FLR_ETIMEOUT. */
 int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms);
+/* Waits at most timeout_ms for a call to finish that had not when *seen was taken (start
+ * with *seen 0); updates *seen.  Returns 0 when one did, else FLR_ETIMEOUT (at once when
+ * none is outstanding).  A call's done callback has run before it counts as finished. */
+int flr_waitgroup_wait_any(struct flr_waitgroup *wg, uint64_t *seen, int timeout_ms);
 
 /* One request/reply exchange.  Storage belongs to the caller; init once, reuse many times.
  * A call must be finished (flr_call_fini) before the connection it last used is closed. */

@@ -140,6 +140,20 @@ static void many_calls_in_flight_get_their_own_replies(void **state)
     free(calls);
 }
 
+/* Waits (up to a second) until the echo holds a request, then answers what it holds. */
+static void release_when_held(struct echo *e)
+{
+    for (int i = 0; i < 100; i++) {
+        pthread_mutex_lock(&e->mu);
+        int n = e->nheld;
+        pthread_mutex_unlock(&e->mu);
+        if (n)
+            break;
+        usleep(10000);
+    }
+    release_held(e);
+}
+
 static void deferred_replies_arrive_after_release(void **state)
 {
     struct fixture *f = *state;
@@ -155,15 +169,7 @@ static void deferred_replies_arrive_after_release(void **state)
     flr_waitgroup_wait(wg2);
     assert_int_equal(quick.rv, 0);
     assert_int_equal(held.phase != 0, 1);
-    for (int i = 0; i < 100; i++) {
-        pthread_mutex_lock(&f->e.mu);
-        int n = f->e.nheld;
-        pthread_mutex_unlock(&f->e.mu);
-        if (n)
-            break;
-        usleep(10000);
-    }
-    release_held(&f->e);
+    release_when_held(&f->e);
     flr_waitgroup_wait(wg1);
     assert_int_equal(held.rv, 0);
     assert_memory_equal(nng_msg_body(held.reply), "Hold", 4);
@@ -171,6 +177,34 @@ static void deferred_replies_arrive_after_release(void **state)
     flr_call_fini(&quick);
     flr_waitgroup_free(wg1);
     flr_waitgroup_free(wg2);
+}
+
+/* wait_any returns as each call finishes, while another is still held. */
+static void wait_any_returns_per_finished_call(void **state)
+{
+    struct fixture *f = *state;
+    struct flr_call held, quick;
+    struct flr_waitgroup *wg;
+    uint64_t seen = 0;
+
+    assert_int_equal(flr_waitgroup_alloc(&wg), 0);
+    assert_int_equal(flr_waitgroup_wait_any(wg, &seen, 10), FLR_ETIMEOUT); /* none out */
+    assert_int_equal(flr_call_init(&held), 0);
+    assert_int_equal(flr_call_init(&quick), 0);
+    flr_call_start(&held, f->conn, mkmsg("Hold", 4), 5000, wg);
+    flr_call_start(&quick, f->conn, mkmsg("quick", 5), 5000, wg);
+    assert_int_equal(flr_waitgroup_wait_any(wg, &seen, 5000), 0);
+    assert_int_equal(seen, 1);
+    assert_int_equal(quick.rv, 0);
+    assert_non_null(quick.reply);
+    assert_int_equal(flr_waitgroup_wait_any(wg, &seen, 50), FLR_ETIMEOUT); /* held */
+    release_when_held(&f->e);
+    assert_int_equal(flr_waitgroup_wait_any(wg, &seen, 5000), 0);
+    assert_int_equal(seen, 2);
+    assert_int_equal(held.rv, 0);
+    flr_call_fini(&held);
+    flr_call_fini(&quick);
+    flr_waitgroup_free(wg);
 }
 
 static void dropped_request_times_out(void **state)
@@ -262,6 +296,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(many_calls_in_flight_get_their_own_replies, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(deferred_replies_arrive_after_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(wait_any_returns_per_finished_call, setup, teardown),
         cmocka_unit_test_setup_teardown(dropped_request_times_out, setup, teardown),
         cmocka_unit_test_setup_teardown(large_message_passes_and_oversized_is_dropped, setup,
                                         teardown),
