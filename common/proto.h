@@ -64,7 +64,7 @@
     X(REPLICATE_ACK, 15, "sr")                                                                     \
     X(MANIFEST_REQ, 16, "")                                                                        \
     X(MANIFEST, 17, "srjx")                                                                        \
-    X(REBUILD_REQ, 18, "tq")                                                                       \
+    X(REBUILD_REQ, 18, "tqi")                                                                      \
     X(REBUILD_STREAM, 19, "srtqkvcip")
 
 enum flr_msg_type {

@@ -96,6 +96,26 @@ static inline float flr_load_f32(const void *p)
     return v;
 }
 
+/*
+ * Binary search: the index of the first of n elements, stride bytes apart from base, whose
+ * u64 (at base + i * stride, aligned) is >= key; n when there is none.  The elements must be
+ * in ascending order of that u64: a sorted u64 array (stride 8), or an array of records or
+ * structs with base at the field searched on.
+ */
+static inline size_t flr_lower_bound_u64(const void *base, size_t n, size_t stride, uint64_t key)
+{
+    size_t lo = 0, hi = n;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (*(const uint64_t *)(const void *)((const char *)base + mid * stride) < key)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
 /* Keys: table id in the top 16 bits, row in the low 48. */
 #define FLR_KEY_ROW_BITS 48
 #define FLR_KEY_ROW_MASK ((UINT64_C(1) << FLR_KEY_ROW_BITS) - 1)

@@ -20,14 +20,18 @@
  *
  * Per worker, the network part moves through these states (struct rb_peer, phase):
  *
- *     ABSENT --node listed--> MANIFEST --MANIFEST ok--> COPIES (table by table)
- *            --last page of the last table--> LOG --last entry--> DONE
- *     MANIFEST, COPIES, LOG --no answer or a bad reply--> FAILED (its manifest and entries
- *            are dropped) --listed again after a pause--> MANIFEST
+ *     ABSENT --node listed--> MANIFEST --MANIFEST ok--> STREAM --every range answered--> DONE
+ *     MANIFEST, STREAM --no answer or a bad reply--> FAILED (its manifest and entries
+ *            are dropped, its answers in flight drained) --listed again after a pause-->
+ *            MANIFEST
  *     any state but DONE --node gone--> ABSENT (dropped likewise)
  *
+ * The manifest plans the STREAM phase (rb_plan): a range of keys per page of copies the
+ * worker listed, one pseq range per logged push, and the log's tail.  Up to n->depth
+ * ranges are asked for at once; an answer that does not finish its range queues the rest.
  * rb_list() (with rb_peer_restart) and rb_peer_fail() perform the transitions out of the
- * normal path, rb_take_reply() the others.  The rebuild ends when every listed worker is DONE.
+ * normal path, rb_take_answers() the others.  The rebuild ends when every listed worker is
+ * DONE.
  */
 #include "rebuild.h"
 
@@ -168,6 +172,7 @@ struct rb_entry {
 struct rb_worker {
     int answered;
     struct flr_rebuild_manifest man;
+    uint64_t contained, ncontained; /* largest pseq and count of its contained entries */
 };
 
 struct flr_rebuild {
@@ -415,6 +420,24 @@ int flr_rebuild_add_entry(struct flr_rebuild *rb, uint32_t worker, nng_msg *msg,
     return 0;
 }
 
+int flr_rebuild_add_contained(struct flr_rebuild *rb, uint32_t worker, uint64_t pseq, char *why,
+                              size_t whylen)
+{
+    struct rb_worker *w;
+
+    if (worker >= rb->nw)
+        return rb_fail(why, whylen, FLR_EINVAL, "worker %" PRIu32 " of a job of %" PRIu32, worker,
+                       rb->nw);
+    w = &rb->workers[worker];
+    if (!w->answered)
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                       "contained entry pseq %" PRIu64 " before the worker's manifest", pseq);
+    if (pseq > w->contained)
+        w->contained = pseq;
+    w->ncontained++;
+    return 0;
+}
+
 void flr_rebuild_drop_worker(struct flr_rebuild *rb, uint32_t worker)
 {
     size_t keep = 0;
@@ -423,6 +446,7 @@ void flr_rebuild_drop_worker(struct flr_rebuild *rb, uint32_t worker)
         return;
     rb->workers[worker].answered = 0;
     memset(&rb->workers[worker].man, 0, sizeof(rb->workers[worker].man));
+    rb->workers[worker].contained = rb->workers[worker].ncontained = 0;
     for (size_t i = 0; i < rb->nentries; i++) {
         if (rb->entries[i].worker == worker) {
             if (rb->entries[i].msg)
@@ -506,7 +530,8 @@ static int rb_contains(const struct flr_rebuild *rb, const struct rb_row *row,
 
 /*
  * Restricts entry x to the rows whose copy does not contain it, marking every row it
- * touches.  Sets *keys and *grads (the entry's own blobs when every row needs it) and *n.
+ * touches.  Sets *keys and *grads and *n: the entry's own blobs while every row needs it
+ * (nothing is copied), else the rows that do, copied from the first contained one on.
  */
 static int rb_restrict(struct flr_rebuild *rb, const struct rb_entry *x, const void **keys,
                        const void **grads, uint32_t *n)
@@ -515,27 +540,37 @@ static int rb_restrict(struct flr_rebuild *rb, const struct rb_entry *x, const v
     const size_t gb = (size_t)flr_tshard_spec(t)->dim * sizeof(float);
     const unsigned char *k = x->e.keys, *g = x->e.grads;
     uint32_t m = 0;
-    int rv;
+    int cut = 0, rv;
 
-    if ((rv = rb_grow((void **)&rb->sub_keys, &rb->sub_keys_cap, (size_t)x->e.nkeys * 8, 1)) != 0 ||
-        (rv = rb_grow((void **)&rb->sub_grads, &rb->sub_grads_cap, (size_t)x->e.nkeys * gb, 1)) !=
-            0)
-        return rv;
     for (uint32_t i = 0; i < x->e.nkeys; i++) {
         struct rb_row *row = rb_row_get(rb, flr_load_u64(k + (size_t)i * 8), 1, &rv);
 
         if (!row)
             return rv;
         row->flags |= RB_ROW_TOUCHED;
-        if (rb_contains(rb, row, x))
+        if (rb_contains(rb, row, x)) {
+            if (cut)
+                continue;
+            /* The first row left out: the m rows before it all go, copy them. */
+            if ((rv = rb_grow((void **)&rb->sub_keys, &rb->sub_keys_cap, (size_t)x->e.nkeys * 8,
+                              1)) != 0 ||
+                (rv = rb_grow((void **)&rb->sub_grads, &rb->sub_grads_cap, (size_t)x->e.nkeys * gb,
+                              1)) != 0)
+                return rv;
+            memcpy(rb->sub_keys, k, (size_t)m * 8);
+            memcpy(rb->sub_grads, g, (size_t)m * gb);
+            cut = 1;
             continue;
-        memcpy(rb->sub_keys + (size_t)m * 8, k + (size_t)i * 8, 8);
-        memcpy(rb->sub_grads + (size_t)m * gb, g + (size_t)i * gb, gb);
+        }
+        if (cut) {
+            memcpy(rb->sub_keys + (size_t)m * 8, k + (size_t)i * 8, 8);
+            memcpy(rb->sub_grads + (size_t)m * gb, g + (size_t)i * gb, gb);
+        }
         m++;
     }
     *n = m;
-    *keys = m == x->e.nkeys ? x->e.keys : rb->sub_keys;
-    *grads = m == x->e.nkeys ? x->e.grads : rb->sub_grads;
+    *keys = cut ? rb->sub_keys : x->e.keys;
+    *grads = cut ? rb->sub_grads : x->e.grads;
     return 0;
 }
 
@@ -747,8 +782,13 @@ int flr_rebuild_finish(struct flr_rebuild *rb, struct flr_rebuild_result *r)
     if (rv != 0)
         goto fail;
     for (uint32_t w = 0; w < rb->nw; w++) {
-        r->clock[w] = rb->workers[w].answered ? rb->workers[w].man.clock : -1;
-        r->workers += rb->workers[w].answered ? 1 : 0;
+        const struct rb_worker *x = &rb->workers[w];
+        r->clock[w] = x->answered ? x->man.clock : -1;
+        r->workers += x->answered ? 1 : 0;
+        /* Pushes the copies contain that their worker did not send: applied, so passed. */
+        if (x->answered && x->contained > r->frontier[w])
+            r->frontier[w] = x->contained;
+        r->entries_skipped += x->answered ? x->ncontained : 0;
     }
     r->stamp = stamp;
     rb_count_rows(rb, r);
@@ -762,13 +802,35 @@ fail:
 
 /* ---- the network part ------------------------------------------------------------------- */
 
-enum rb_phase { RB_ABSENT, RB_MANIFEST, RB_COPIES, RB_LOG, RB_DONE, RB_FAILED };
+enum rb_phase { RB_ABSENT, RB_MANIFEST, RB_STREAM, RB_DONE, RB_FAILED };
 
-static const char *const rb_phase_name[] = {"absent", "manifest", "copies",
-                                            "log",    "done",     "failed"};
+static const char *const rb_phase_name[] = {"absent", "manifest", "copies and log", "done",
+                                            "failed"};
 
 /* How often the worker list is read again while nothing failed. */
 #define RB_RELIST_MS 1000
+
+/* Requests in flight: at most RB_DEPTH_MAX per worker and, in all, about RB_INFLIGHT_MAX
+ * (each answer is a page of up to 16 MiB, or one log entry) but at least one per worker.
+ * Several in flight let the worker gather the next pages while this thread imports one. */
+#define RB_DEPTH_MAX    4
+#define RB_INFLIGHT_MAX 16
+
+/* One request: copies of table in keys [lo, hi), or (table FLR_REBUILD_LOG) the first log
+ * entry with lo < pseq < hi; hi 0 = no end.  An answer that does not finish its range
+ * names where to go on (aux), and the rest is asked for again. */
+struct rb_range {
+    uint32_t table;
+    uint64_t lo, hi;
+};
+
+/* A request slot of a worker. */
+struct rb_req {
+    struct flr_call call; /* initialised while the worker's connection is open */
+    int busy;
+    int done; /* set on nng's thread (atomically) when the answer is in */
+    struct rb_range range;
+};
 
 /* One worker as the rebuild talks to it. */
 struct rb_peer {
@@ -776,10 +838,13 @@ struct rb_peer {
     enum rb_phase phase;
     char endpoint[FLR_ENDPOINT_MAX];
     struct flr_conn *conn;
-    struct flr_call call; /* initialised while conn is open */
-    int busy;             /* a request is in flight */
-    uint32_t table_idx;   /* RB_COPIES: the spec's table being streamed */
-    uint64_t cursor;
+    struct rb_req reqs[RB_DEPTH_MAX];
+    uint32_t nbusy;
+    int closing;           /* failed: its answers still in flight are taken and dropped, then it
+                              is disconnected (closing a socket with requests in flight can hang
+                              nng 1.5's close) */
+    struct rb_range *todo; /* ranges still to ask for, [todo_head, ntodo) */
+    size_t todo_head, ntodo, todo_cap;
     int64_t retry_at; /* RB_FAILED: when to ask again */
 };
 
@@ -787,24 +852,39 @@ struct rb_net {
     const struct flr_rebuild_cfg *cfg;
     struct flr_shard *sh;
     struct flr_rebuild *rb;
-    uint32_t npeers;
+    uint32_t npeers, depth;
     struct rb_peer *peers;
-    struct flr_waitgroup *wg;
     msgpack_zone zone;
     uint64_t next_id;
     uint64_t bytes;
-    int64_t listed_ms; /* when /workers was last read */
+    int64_t listed_ms;        /* when /workers was last read */
+    struct flr_waitgroup *wg; /* every request; woken as each answer comes in */
 };
+
+/* Runs on nng's thread when a request completes, before the wait group counts it. */
+static void rb_req_done(struct flr_call *call)
+{
+    struct rb_req *q = call->arg;
+
+    __atomic_store_n(&q->done, 1, __ATOMIC_RELEASE);
+}
 
 static void rb_peer_disconnect(struct rb_peer *p)
 {
     if (!p->conn)
         return;
-    /* A call must be finished before its connection closes. */
-    flr_call_fini(&p->call);
+    /* Every call must be finished before its connection closes (fini waits for it). */
+    for (uint32_t i = 0; i < RB_DEPTH_MAX; i++) {
+        flr_call_cancel(&p->reqs[i].call);
+        flr_call_fini(&p->reqs[i].call);
+        p->reqs[i].busy = 0;
+        p->reqs[i].done = 0;
+    }
     flr_conn_close(p->conn);
     p->conn = NULL;
-    p->busy = 0;
+    p->nbusy = 0;
+    p->closing = 0;
+    p->todo_head = p->ntodo = 0;
 }
 
 /* Starts over with a worker at endpoint: MANIFEST first.  What it sent before is dropped. */
@@ -816,18 +896,22 @@ static int rb_peer_restart(struct rb_net *n, struct rb_peer *p, const char *endp
     rb_peer_disconnect(p);
     flr_rebuild_drop_worker(n->rb, p->id);
     snprintf(p->endpoint, sizeof(p->endpoint), "%s", endpoint);
-    p->table_idx = 0;
-    p->cursor = 0;
     if ((rv = flr_conn_open(&p->conn, endpoint, n->cfg->lim->max_size, why, sizeof(why))) != 0) {
         flr_warn("srv.rebuild", "shard %u: cannot dial worker %u at %s: %s", n->cfg->shard, p->id,
                  endpoint, why);
         p->conn = NULL;
         return rv;
     }
-    if ((rv = flr_call_init(&p->call)) != 0) {
-        flr_conn_close(p->conn);
-        p->conn = NULL;
-        return rv;
+    for (uint32_t i = 0; i < RB_DEPTH_MAX; i++) {
+        if ((rv = flr_call_init(&p->reqs[i].call)) != 0) {
+            while (i-- > 0)
+                flr_call_fini(&p->reqs[i].call);
+            flr_conn_close(p->conn);
+            p->conn = NULL;
+            return rv;
+        }
+        p->reqs[i].call.done = rb_req_done;
+        p->reqs[i].call.arg = &p->reqs[i];
     }
     p->phase = RB_MANIFEST;
     return 0;
@@ -840,7 +924,9 @@ static void rb_peer_fail(struct rb_net *n, struct rb_peer *p, const char *what)
              "shard %u: worker %u (%s) failed while sending its %s: %s; asking it "
              "again",
              n->cfg->shard, p->id, p->endpoint, rb_phase_name[p->phase], what);
-    rb_peer_disconnect(p);
+    /* The worker still answers: let its answers in flight come, then disconnect. */
+    p->closing = 1;
+    p->todo_head = p->ntodo = 0;
     flr_rebuild_drop_worker(n->rb, p->id);
     p->phase = RB_FAILED;
     p->retry_at = flr_now_ms() + n->cfg->retry_ms;
@@ -918,7 +1004,8 @@ static int rb_list(struct rb_net *n)
         if (rv != 0)
             goto out;
         listed[w] = 1;
-        if (p->phase == RB_ABSENT || (p->phase == RB_FAILED && flr_now_ms() >= p->retry_at) ||
+        if (p->phase == RB_ABSENT ||
+            (p->phase == RB_FAILED && !p->closing && flr_now_ms() >= p->retry_at) ||
             (p->phase != RB_FAILED && strcmp(ep, p->endpoint) != 0)) {
             if (rb_peer_restart(n, p, ep) != 0) {
                 p->phase = RB_FAILED;
@@ -944,53 +1031,150 @@ out:
     return rv;
 }
 
-/* Sends the request the worker's phase calls for. */
-static int rb_peer_ask(struct rb_net *n, struct rb_peer *p)
+/* Queues a range to ask the worker for. */
+static int rb_todo(struct rb_peer *p, uint32_t table, uint64_t lo, uint64_t hi)
+{
+    int rv = rb_grow((void **)&p->todo, &p->todo_cap, p->ntodo + 1, sizeof(*p->todo));
+
+    if (rv == 0)
+        p->todo[p->ntodo++] = (struct rb_range){table, lo, hi};
+    return rv;
+}
+
+/* Sends a request in slot q: the manifest (range NULL) or a range. */
+static int rb_ask(struct rb_net *n, struct rb_peer *p, struct rb_req *q,
+                  const struct rb_range *range)
 {
     struct flr_msg m = {0};
     nng_msg *req;
     int rv;
 
-    m.type = p->phase == RB_MANIFEST ? FLR_MSG_MANIFEST_REQ : FLR_MSG_REBUILD_REQ;
+    m.type = range ? FLR_MSG_REBUILD_REQ : FLR_MSG_MANIFEST_REQ;
     m.job = n->cfg->job;
     m.job_len = (uint32_t)strlen(n->cfg->job);
     m.sender = n->cfg->self;
     m.shard = n->cfg->shard;
     m.shard_epoch = flr_shard_epoch(n->sh);
     m.request_id = ++n->next_id;
-    m.table = p->phase == RB_COPIES ? n->cfg->spec->tables[p->table_idx].id : FLR_REBUILD_LOG;
-    m.aux = p->cursor;
+    if (range) {
+        m.table = range->table;
+        m.aux = range->lo;
+        m.seq = range->hi;
+        q->range = *range;
+    }
     if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0)
         return rv;
-    flr_call_start(&p->call, p->conn, req, n->cfg->call_timeout_ms, n->wg);
-    p->busy = 1;
+    q->busy = 1;
+    q->done = 0;
+    p->nbusy++;
+    flr_call_start(&q->call, p->conn, req, n->cfg->call_timeout_ms, n->wg);
     return 0;
 }
 
-/* Reads a non-negative integer member of a JSON object. */
-static int rb_json_u64(json_t *doc, const char *name, uint64_t *v)
+/* Fills the worker's free slots: its manifest first, then its ranges. */
+static int rb_peer_ask(struct rb_net *n, struct rb_peer *p)
+{
+    int rv;
+
+    if (p->phase == RB_MANIFEST)
+        return p->nbusy == 0 ? rb_ask(n, p, &p->reqs[0], NULL) : 0;
+    for (uint32_t i = 0; i < n->depth && p->todo_head < p->ntodo; i++) {
+        if (p->reqs[i].busy)
+            continue;
+        if ((rv = rb_ask(n, p, &p->reqs[i], &p->todo[p->todo_head])) != 0)
+            return rv;
+        p->todo_head++;
+    }
+    return 0;
+}
+
+/* Reads a non-negative integer member of a JSON object; absent reads as dflt when dflt is
+ * not UINT64_MAX. */
+static int rb_json_u64(json_t *doc, const char *name, uint64_t dflt, uint64_t *v)
 {
     json_t *x = json_object_get(doc, name);
 
+    if (!x && dflt != UINT64_MAX) {
+        *v = dflt;
+        return 0;
+    }
     if (!json_is_integer(x) || json_integer_value(x) < 0)
         return FLR_EFORMAT;
     *v = (uint64_t)json_integer_value(x);
     return 0;
 }
 
+/* The longest stretch of pseqs asked for one by one; a log with more gaps than entries is
+ * read in order instead. */
+#define RB_LOG_GAPS(entries) (4 * (entries) + 64)
+
+/*
+ * Queues what the worker will be asked for after its manifest: each table's copies in the
+ * ranges between the page starts the worker listed (all of a table it listed none for),
+ * then each logged pseq on its own, then anything logged after the manifest.
+ */
+static int rb_plan(struct rb_net *n, struct rb_peer *p, const struct flr_rebuild_manifest *man,
+                   uint64_t log_entries, const unsigned char *pages, uint64_t npages, char *why,
+                   size_t whylen)
+{
+    const struct flr_job_spec *spec = n->cfg->spec;
+    uint64_t j = 0, lo;
+    int rv;
+
+    p->todo_head = p->ntodo = 0;
+    for (uint32_t t = 0; t < spec->ntables; t++) {
+        const uint32_t id = spec->tables[t].id;
+        uint64_t from = 0;
+
+        /* The worker lists pages table by table in the spec's order, keys ascending. */
+        for (; j < npages && flr_load_u64(pages + j * 16) == id; j++) {
+            uint64_t key = flr_load_u64(pages + j * 16 + 8);
+            if (key <= from && from != 0)
+                return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                               "manifest pages of table %" PRIu32 " are not ascending", id);
+            if (key > from && (rv = rb_todo(p, id, from, key)) != 0)
+                return rv;
+            from = key;
+        }
+        if ((rv = rb_todo(p, id, from, 0)) != 0)
+            return rv;
+    }
+    if (j < npages)
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                       "manifest page %" PRIu64 " names table %" PRIu64
+                       " out of the spec's order or unknown",
+                       j, flr_load_u64(pages + j * 16));
+    lo = man->pseq_truncated > man->incarnation ? man->pseq_truncated : man->incarnation;
+    if (man->pseq_sent < lo)
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                       "manifest pseq_sent %" PRIu64 " below its log's start %" PRIu64,
+                       man->pseq_sent, lo);
+    if (log_entries > 0 && man->pseq_sent - lo <= RB_LOG_GAPS(log_entries)) {
+        for (uint64_t q = lo + 1; q <= man->pseq_sent; q++)
+            if ((rv = rb_todo(p, FLR_REBUILD_LOG, q - 1, q + 1)) != 0)
+                return rv;
+        lo = man->pseq_sent;
+    }
+    return rb_todo(p, FLR_REBUILD_LOG, lo, 0);
+}
+
 static int rb_take_manifest(struct rb_net *n, struct rb_peer *p, const struct flr_msg *r, char *why,
                             size_t whylen)
 {
     struct flr_rebuild_manifest man = {0};
-    uint64_t worker;
+    const uint64_t rec_bytes = (2 + (uint64_t)n->cfg->spec->num_workers) * 8;
+    uint64_t worker, nrec, npages, log_entries;
     json_t *doc = json_loadb(r->text, r->text_len, 0, NULL), *c;
     int rv;
 
     c = json_object_get(doc, "clock");
-    if (!json_is_object(doc) || rb_json_u64(doc, "worker", &worker) != 0 || !json_is_integer(c) ||
-        rb_json_u64(doc, "incarnation", &man.incarnation) != 0 ||
-        rb_json_u64(doc, "pseq_sent", &man.pseq_sent) != 0 ||
-        rb_json_u64(doc, "pseq_truncated", &man.pseq_truncated) != 0) {
+    if (!json_is_object(doc) || rb_json_u64(doc, "worker", UINT64_MAX, &worker) != 0 ||
+        !json_is_integer(c) || rb_json_u64(doc, "incarnation", UINT64_MAX, &man.incarnation) != 0 ||
+        rb_json_u64(doc, "pseq_sent", UINT64_MAX, &man.pseq_sent) != 0 ||
+        rb_json_u64(doc, "pseq_truncated", UINT64_MAX, &man.pseq_truncated) != 0 ||
+        rb_json_u64(doc, "log_entries", 0, &log_entries) != 0 ||
+        rb_json_u64(doc, "records", r->extra_len / rec_bytes, &nrec) != 0 ||
+        rb_json_u64(doc, "pages", 0, &npages) != 0) {
         json_decref(doc);
         return rb_fail(why, whylen, FLR_EFORMAT,
                        "manifest is not {\"worker\",\"clock\",\"incarnation\",\"pseq_sent\","
@@ -1000,86 +1184,122 @@ static int rb_take_manifest(struct rb_net *n, struct rb_peer *p, const struct fl
     json_decref(doc);
     if (worker != p->id)
         return rb_fail(why, whylen, FLR_EBAD_REQUEST, "manifest of worker %" PRIu64, worker);
-    if ((rv = flr_rebuild_add_manifest(n->rb, p->id, &man, r->extra, r->extra_len, why, whylen)) !=
-        0)
+    if (nrec > r->extra_len / rec_bytes || npages > r->extra_len / 16 ||
+        nrec * rec_bytes + npages * 16 != r->extra_len)
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                       "manifest extra of %" PRIu64 " bytes for %" PRIu64 " records and %" PRIu64
+                       " pages",
+                       r->extra_len, nrec, npages);
+    if ((rv = flr_rebuild_add_manifest(n->rb, p->id, &man, r->extra, nrec * rec_bytes, why,
+                                       whylen)) != 0)
         return rv;
-    p->phase = n->cfg->spec->ntables > 0 ? RB_COPIES : RB_LOG;
-    p->table_idx = 0;
-    p->cursor = 0;
+    if ((rv = rb_plan(n, p, &man, log_entries, (const unsigned char *)r->extra + nrec * rec_bytes,
+                      npages, why, whylen)) != 0)
+        return rv;
+    p->phase = RB_STREAM;
     return 0;
 }
 
-/* Takes a worker's reply: validates it, feeds the core and moves the worker on.  Returns 0
- * or the reason the worker failed (in why). */
-static int rb_take_reply(struct rb_net *n, struct rb_peer *p, char *why, size_t whylen)
+/* Checks that an answer stays in its range and queues the rest of the range, if any. */
+static int rb_go_on(struct rb_peer *p, const struct rb_range *g, const struct flr_msg *r, char *why,
+                    size_t whylen)
 {
-    nng_msg *reply = p->call.reply;
-    int want = p->phase == RB_MANIFEST ? FLR_MSG_MANIFEST : FLR_MSG_REBUILD_STREAM;
+    int rv;
+
+    if (r->aux == UINT64_MAX)
+        return 0;
+    if (r->aux <= g->lo || (g->hi && r->aux >= g->hi))
+        return rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                       "cursor %" PRIu64 " outside the range asked for (%" PRIu64 ", %" PRIu64 ")",
+                       r->aux, g->lo, g->hi);
+    rv = rb_todo(p, g->table, r->aux, g->hi);
+    return rv ? rb_fail(why, whylen, rv, "out of memory") : 0;
+}
+
+/* Takes an answer: validates it, feeds the core and queues what is left.  Returns 0 or the
+ * reason the worker failed (in why). */
+static int rb_take_reply(struct rb_net *n, struct rb_peer *p, struct rb_req *q, char *why,
+                         size_t whylen)
+{
+    nng_msg *reply = q->call.reply;
+    const int manifest = p->phase == RB_MANIFEST;
+    const struct rb_range *g = &q->range;
     struct flr_msg r;
     int rv;
 
-    p->call.reply = NULL;
-    if (p->call.rv != 0) {
+    q->call.reply = NULL;
+    q->busy = 0;
+    p->nbusy--;
+    if (q->call.rv != 0) {
         nng_msg_free(reply);
-        return rb_fail(why, whylen, p->call.rv, "no answer: %s", flr_strerror(p->call.rv));
+        return rb_fail(why, whylen, q->call.rv, "no answer: %s", flr_strerror(q->call.rv));
     }
     n->bytes += nng_msg_len(reply);
     if ((rv = flr_msg_decode(&r, nng_msg_body(reply), nng_msg_len(reply), n->cfg->lim, &n->zone,
                              why, whylen)) != 0)
         goto bad;
-    if (r.type != want || r.status != 0 || r.shard != n->cfg->shard) {
+    if (r.type != (manifest ? FLR_MSG_MANIFEST : FLR_MSG_REBUILD_STREAM) || r.status != 0 ||
+        r.shard != n->cfg->shard) {
         rv = r.status ? r.status : FLR_EBAD_REQUEST;
         flr_why(why, whylen, "%s (status %s, shard %" PRIu32 "): %.*s", flr_msg_type_name(r.type),
                 flr_errname(r.status), r.shard, (int)r.reason_len, r.reason ? r.reason : "");
         goto bad;
     }
-    if (p->phase == RB_MANIFEST) {
+    if (manifest) {
         rv = rb_take_manifest(n, p, &r, why, whylen);
         nng_msg_free(reply);
         return rv;
     }
-    if (r.aux == p->cursor) {
-        rv = rb_fail(why, whylen, FLR_EBAD_REQUEST, "cursor %" PRIu64 " did not advance", r.aux);
+    if ((rv = rb_go_on(p, g, &r, why, whylen)) != 0)
         goto bad;
-    }
-    if (p->phase == RB_COPIES) {
-        uint32_t table = n->cfg->spec->tables[p->table_idx].id;
-        if (r.table != table) {
+    if (g->table != FLR_REBUILD_LOG) {
+        if (r.table != g->table) {
             rv = rb_fail(why, whylen, FLR_EBAD_REQUEST,
                          "copies of table %" PRIu32 " when table %" PRIu32 " was asked for",
-                         r.table, table);
+                         r.table, g->table);
             goto bad;
         }
-        if ((rv = flr_rebuild_add_copies(n->rb, p->id, table, r.keys, r.nkeys, r.vals, r.vals_len,
-                                         why, whylen)) != 0)
+        if (r.nkeys > 0 &&
+            (flr_load_u64(r.keys) < g->lo ||
+             (g->hi && flr_load_u64((const unsigned char *)r.keys + (r.nkeys - 1) * 8) >= g->hi))) {
+            rv = rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                         "copies outside the keys asked for [%" PRIu64 ", %" PRIu64 ")", g->lo,
+                         g->hi);
             goto bad;
+        }
+        rv = flr_rebuild_add_copies(n->rb, p->id, g->table, r.keys, r.nkeys, r.vals, r.vals_len,
+                                    why, whylen);
         nng_msg_free(reply);
-        p->cursor = r.aux;
-        if (p->cursor == UINT64_MAX) {
-            p->cursor = 0;
-            if (++p->table_idx == n->cfg->spec->ntables)
-                p->phase = RB_LOG;
-        }
+        return rv;
+    }
+    /* The log: one entry per answer, none when the range holds none (seq 0). */
+    if (r.nkeys == 0 && r.seq == 0) {
+        nng_msg_free(reply);
         return 0;
     }
-    /* The log: one entry per reply, none in the reply that says the log is empty. */
-    if (r.nkeys > 0) {
-        struct flr_rebuild_entry e = {.table = r.table,
-                                      .clock = r.clock,
-                                      .pseq = r.seq,
-                                      .acked = r.stamp,
-                                      .keys = r.keys,
-                                      .nkeys = r.nkeys,
-                                      .grads = r.vals,
-                                      .grads_len = r.vals_len};
-        if ((rv = flr_rebuild_add_entry(n->rb, p->id, reply, &e, why, whylen)) != 0)
-            goto bad;
-    } else {
-        nng_msg_free(reply);
+    if (r.seq <= g->lo || (g->hi && r.seq >= g->hi)) {
+        rv = rb_fail(why, whylen, FLR_EBAD_REQUEST,
+                     "log entry pseq %" PRIu64 " outside the range asked for (%" PRIu64 ", %" PRIu64
+                     ")",
+                     r.seq, g->lo, g->hi);
+        goto bad;
     }
-    p->cursor = r.aux;
-    if (p->cursor == UINT64_MAX)
-        p->phase = RB_DONE;
+    if (r.nkeys == 0) {
+        /* Its worker's copies show it contained: only the pseq came. */
+        rv = flr_rebuild_add_contained(n->rb, p->id, r.seq, why, whylen);
+        nng_msg_free(reply);
+        return rv;
+    }
+    struct flr_rebuild_entry e = {.table = r.table,
+                                  .clock = r.clock,
+                                  .pseq = r.seq,
+                                  .acked = r.stamp,
+                                  .keys = r.keys,
+                                  .nkeys = r.nkeys,
+                                  .grads = r.vals,
+                                  .grads_len = r.vals_len};
+    if ((rv = flr_rebuild_add_entry(n->rb, p->id, reply, &e, why, whylen)) != 0)
+        goto bad;
     return 0;
 
 bad:
@@ -1093,20 +1313,39 @@ static int rb_keep_lease(struct rb_net *n)
     return n->cfg->keep_lease ? n->cfg->keep_lease(n->cfg->arg) : 0;
 }
 
-/* Waits for every request in flight, renewing the lease meanwhile.  Asked to stop, it
- * cancels them (they complete at once) and returns FLR_ESHUTDOWN. */
-static int rb_wait(struct rb_net *n)
+/* Takes every answer that is in.  Returns 0, or FLR_ENOMEM (the rebuild cannot go on). */
+static int rb_take_answers(struct rb_net *n)
 {
-    int stop = 0;
+    char why[FLR_REASON_MAX];
+    int rv;
 
-    while (flr_waitgroup_timedwait(n->wg, 100) != 0)
-        if (!stop && rb_keep_lease(n) != 0) {
-            stop = 1;
-            for (uint32_t w = 0; w < n->npeers; w++)
-                if (n->peers[w].busy)
-                    flr_call_cancel(&n->peers[w].call);
+    for (uint32_t w = 0; w < n->npeers; w++) {
+        struct rb_peer *p = &n->peers[w];
+
+        for (uint32_t i = 0; i < RB_DEPTH_MAX && p->conn; i++) {
+            struct rb_req *q = &p->reqs[i];
+            if (!q->busy || !__atomic_load_n(&q->done, __ATOMIC_ACQUIRE))
+                continue;
+            if (p->closing) {
+                nng_msg_free(q->call.reply); /* from a worker that failed: dropped */
+                q->call.reply = NULL;
+                q->busy = 0;
+                p->nbusy--;
+                continue;
+            }
+            if ((rv = rb_take_reply(n, p, q, why, sizeof(why))) == FLR_ENOMEM)
+                return rv;
+            if (rv != 0)
+                rb_peer_fail(n, p, why); /* its other answers are dropped */
         }
-    return stop ? FLR_ESHUTDOWN : 0;
+        if (p->closing && p->nbusy == 0)
+            rb_peer_disconnect(p);
+        if (p->phase == RB_STREAM && p->nbusy == 0 && p->todo_head == p->ntodo) {
+            rb_peer_disconnect(p);
+            p->phase = RB_DONE;
+        }
+    }
+    return 0;
 }
 
 int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
@@ -1114,10 +1353,12 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
 {
     struct rb_net n = {.cfg = cfg, .sh = sh, .npeers = cfg->spec->num_workers};
     const int64_t t0 = flr_now_ms();
-    char why[FLR_REASON_MAX];
+    uint64_t seen = 0;
     int rv;
 
     memset(r, 0, sizeof(*r));
+    n.depth = n.npeers ? RB_INFLIGHT_MAX / n.npeers : 1;
+    n.depth = n.depth < 1 ? 1 : n.depth > RB_DEPTH_MAX ? RB_DEPTH_MAX : n.depth;
     if ((rv = flr_rebuild_alloc(&n.rb, cfg->spec, flr_shard_store(sh), cfg->shard, cfg->removed)) ==
         0) {
         n.rb->tick = cfg->keep_lease;
@@ -1126,13 +1367,16 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
     if (rv != 0)
         return rv;
     if (!(n.peers = calloc(n.npeers ? n.npeers : 1, sizeof(*n.peers)))) {
-        rv = FLR_ENOMEM;
-        goto fail_peers;
+        flr_rebuild_free(n.rb);
+        return FLR_ENOMEM;
     }
     for (uint32_t w = 0; w < n.npeers; w++)
         n.peers[w].id = w;
-    if ((rv = flr_waitgroup_alloc(&n.wg)) != 0)
-        goto fail_wg;
+    if ((rv = flr_waitgroup_alloc(&n.wg)) != 0) {
+        free(n.peers);
+        flr_rebuild_free(n.rb);
+        return rv;
+    }
     msgpack_zone_init(&n.zone, 4096);
 
     for (;;) {
@@ -1146,13 +1390,19 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
             rv = FLR_ETIMEOUT;
             goto out;
         }
+        if (rb_keep_lease(&n) != 0) {
+            rv = FLR_ESHUTDOWN;
+            goto out;
+        }
         if (rb_list_due(&n) && (rv = rb_list(&n)) != 0)
             goto out;
         for (uint32_t w = 0; w < n.npeers; w++) {
             struct rb_peer *p = &n.peers[w];
             if (p->phase == RB_FAILED)
                 waiting++;
-            if (p->phase != RB_MANIFEST && p->phase != RB_COPIES && p->phase != RB_LOG)
+            if (p->closing)
+                active++; /* answers to drain */
+            if (p->phase != RB_MANIFEST && p->phase != RB_STREAM)
                 continue;
             if ((rv = rb_peer_ask(&n, p)) != 0)
                 goto out;
@@ -1160,27 +1410,12 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
         }
         if (active == 0 && waiting == 0)
             break;
-        if (active == 0) {
-            /* Only failed workers are left: pause, then list again. */
-            usleep(50 * 1000);
-            if (rb_keep_lease(&n) != 0) {
-                rv = FLR_ESHUTDOWN;
-                goto out;
-            }
-            continue;
-        }
-        if ((rv = rb_wait(&n)) != 0)
+        if (active)
+            (void)flr_waitgroup_wait_any(n.wg, &seen, 100);
+        else
+            usleep(50 * 1000); /* only failed workers left: pause before listing again */
+        if ((rv = rb_take_answers(&n)) != 0)
             goto out;
-        for (uint32_t w = 0; w < n.npeers; w++) {
-            struct rb_peer *p = &n.peers[w];
-            if (!p->busy)
-                continue;
-            p->busy = 0;
-            if ((rv = rb_take_reply(&n, p, why, sizeof(why))) == FLR_ENOMEM)
-                goto out;
-            if (rv != 0)
-                rb_peer_fail(&n, p, why);
-        }
     }
     if ((rv = flr_rebuild_finish(n.rb, r)) == 0) {
         r->bytes = n.bytes;
@@ -1193,18 +1428,13 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
 
 out:
     /* Stop every call before anything it could call back into goes. */
-    for (uint32_t w = 0; w < n.npeers; w++)
-        if (n.peers[w].busy)
-            flr_call_cancel(&n.peers[w].call);
-    while (flr_waitgroup_timedwait(n.wg, 100) != 0)
-        ;
-    for (uint32_t w = 0; w < n.npeers; w++)
+    for (uint32_t w = 0; w < n.npeers; w++) {
         rb_peer_disconnect(&n.peers[w]);
+        free(n.peers[w].todo);
+    }
     msgpack_zone_destroy(&n.zone);
     flr_waitgroup_free(n.wg);
-fail_wg:
     free(n.peers);
-fail_peers:
     flr_rebuild_free(n.rb);
     return rv;
 }

@@ -125,6 +125,15 @@ int flr_rebuild_add_copies(struct flr_rebuild *rb, uint32_t worker, uint32_t tab
 int flr_rebuild_add_entry(struct flr_rebuild *rb, uint32_t worker, nng_msg *msg,
                           const struct flr_rebuild_entry *e, char *why, size_t whylen);
 
+/*
+ * Notes that worker's log entry pseq is contained in copies the rebuild holds (the worker
+ * sent only its pseq: its own copies, as its manifest described them, contain the push).
+ * The entry is not replayed but counts as skipped and moves the worker's frontier.
+ * Errors: FLR_EINVAL (worker out of range), FLR_EBAD_REQUEST (before the manifest).
+ */
+int flr_rebuild_add_contained(struct flr_rebuild *rb, uint32_t worker, uint64_t pseq, char *why,
+                              size_t whylen);
+
 /* Forgets a worker's manifest and log entries (it failed and will be asked again, or its
  * node went).  Its copies and records stay: they are facts about the shard. */
 void flr_rebuild_drop_worker(struct flr_rebuild *rb, uint32_t worker);

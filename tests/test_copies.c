@@ -152,7 +152,7 @@ static void test_records_are_sorted_and_merged(void **state)
     /* Same stamp, another reading of the same state: the union of both claims. */
     assert_int_equal(flr_copies_put_pulled(cs, 0, SGD, &k3, 1, x, 20, 3, v2), 0);
 
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.nrecords, 2);
     assert_int_equal(m.records[0], 10);
     assert_int_equal((int64_t)m.records[1], -1);
@@ -167,7 +167,7 @@ static void test_records_are_sorted_and_merged(void **state)
 
     /* A put that stores nothing refers to nothing: no record. */
     assert_int_equal(flr_copies_put_pulled(cs, 0, SGD, &k1, 1, x, 15, 4, v1), 0);
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.nrecords, 2);
     free(m.records);
 }
@@ -187,7 +187,7 @@ static void test_unreferenced_records_are_collected(void **state)
         flr_copies_stats(cs, &st);
         assert_true(st.records <= 2 * 2 + 8 + 1);
     }
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_true(m.nrecords >= 2);
     assert_int_equal(m.records[0], 1);                             /* still referenced */
     assert_int_equal(m.records[(m.nrecords - 1) * (2 + W)], 1000); /* the newest */
@@ -218,7 +218,7 @@ static void test_log_assigns_pseqs_per_shard_in_order(void **state)
     uint64_t p[4], next, cursor = 0;
     int64_t clocks[3] = {0, 0, 1};
 
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.pseq_sent, INC); /* nothing sent yet */
     assert_int_equal(m.pseq_truncated, 0);
     free(m.records);
@@ -249,7 +249,7 @@ static void test_log_assigns_pseqs_per_shard_in_order(void **state)
     assert_int_equal(flr_copies_log_next(cs, 0, cursor, &e, &next), FLR_ENOT_FOUND);
     assert_int_equal(next, UINT64_MAX);
 
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.pseq_sent, INC + 3);
     assert_int_equal(m.log_entries, 3);
     assert_int_equal(m.log_bytes, (2 + 1 + 3) * (8 + 8));
@@ -296,7 +296,7 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
 
     /* Covered up to the last, but the third is not acknowledged: it and what follows stay. */
     flr_copies_log_truncate(cs, 0, p[3]);
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.log_entries, 2);
     assert_int_equal(m.pseq_truncated, p[1]);
     free(m.records);
@@ -308,7 +308,7 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
     /* A lower covered pseq (an older reply) truncates nothing. */
     assert_int_equal(flr_copies_log_ack(cs, 0, p[2], 13), 0);
     flr_copies_log_truncate(cs, 0, p[1]);
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.log_entries, 2);
     free(m.records);
 
@@ -321,7 +321,7 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
     flr_copies_entry_fini(&e);
 
     flr_copies_log_truncate(cs, 0, UINT64_MAX);
-    assert_int_equal(flr_copies_manifest(cs, 0, &m), 0);
+    assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
     assert_int_equal(m.log_entries, 0);
     assert_int_equal(m.log_bytes, 0);
     assert_int_equal(m.pseq_truncated, p[3]);
@@ -478,7 +478,7 @@ static void test_concurrent_writers_and_readers(void **state)
             flr_copies_page(cs, round % 2, SGD, 0, 64, 1 << 20, &keys, &data, &n, &next), 0);
         free(keys);
         free(data);
-        assert_int_equal(flr_copies_manifest(cs, round % 2, &m), 0);
+        assert_int_equal(flr_copies_manifest(cs, round % 2, 0, 0, &m), 0);
         free(m.records);
     }
     for (int i = 0; i < 2; i++) {
@@ -491,9 +491,29 @@ static void test_concurrent_writers_and_readers(void **state)
     assert_int_equal(st.log_bytes, 0);
 }
 
+/* The binary search the store's sorted arrays share: plain keys and strided records. */
+static void test_lower_bound_over_keys_and_records(void **state)
+{
+    const uint64_t keys[] = {2, 4, 4, 9};
+    const uint64_t recs[][3] = {{1, 70, 71}, {5, 0, 0}, {8, 9, 9}}; /* searched on [0] */
+
+    (void)state;
+    assert_int_equal(flr_lower_bound_u64(keys, 0, 8, 3), 0);
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 0), 0);
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 2), 0);
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 3), 1);
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 4), 1); /* the first of equal keys */
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 5), 3);
+    assert_int_equal(flr_lower_bound_u64(keys, 4, 8, 10), 4);
+    assert_int_equal(flr_lower_bound_u64(recs, 3, sizeof(recs[0]), 5), 1);
+    assert_int_equal(flr_lower_bound_u64(recs, 3, sizeof(recs[0]), 6), 2);
+    assert_int_equal(flr_lower_bound_u64(recs, 3, sizeof(recs[0]), 71), 3);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_lower_bound_over_keys_and_records),
         cmocka_unit_test(test_row_bytes_follow_the_optimizer),
         cmocka_unit_test_setup_teardown(test_newer_copy_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_rows_keep_slots_and_steps, setup, teardown),

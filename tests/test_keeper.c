@@ -168,7 +168,7 @@ static void test_replicate_stores_qualified_copies(void **state)
     assert_memory_equal(got, rows + 2 * ROWB, 36);
     assert_int_equal(flr_load_u64(got + 36), 30);
     assert_int_equal(got[44], 90);
-    assert_int_equal(flr_copies_manifest(f->cs, 1, &man), 0);
+    assert_int_equal(flr_copies_manifest(f->cs, 1, 0, 0, &man), 0);
     assert_int_equal(man.nrecords, 1);
     assert_int_equal(man.records[0], 30);
     assert_int_equal(man.records[1], 4);
@@ -282,10 +282,15 @@ static void test_manifest_reports_the_shard(void **state)
     assert_int_equal(json_integer_value(json_object_get(doc, "rows")), 1);
     assert_int_equal(json_integer_value(json_object_get(doc, "log_entries")), 2);
     assert_int_equal(json_integer_value(json_object_get(doc, "log_bytes")), 2 * (8 + 12));
+    assert_int_equal(json_integer_value(json_object_get(doc, "records")), 1);
+    assert_int_equal(json_integer_value(json_object_get(doc, "pages")), 1);
     json_decref(doc);
-    assert_int_equal(r.extra_len, (2 + W) * 8);
+    /* One record (S, C, V), then one page: the table and the key it starts at. */
+    assert_int_equal(r.extra_len, (2 + W) * 8 + 16);
     assert_int_equal(flr_load_u64(r.extra), 9);
     assert_true((int64_t)flr_load_u64((const unsigned char *)r.extra + 8) == -1);
+    assert_int_equal(flr_load_u64((const unsigned char *)r.extra + (2 + W) * 8), ADAM);
+    assert_true(flr_load_u64((const unsigned char *)r.extra + (2 + W) * 8 + 8) == k);
 
     /* Another shard: nothing sent, nothing held. */
     request(&m, FLR_MSG_MANIFEST_REQ, 1);
@@ -389,6 +394,140 @@ static void test_rebuild_streams_the_log_one_entry_each(void **state)
     }
 }
 
+/*
+ * The ranges a rebuild asks for at once: the manifest lists where each page starts, and
+ * a request for [start i, start i+1) answers exactly that page; a range cut short names
+ * where to go on, and a log range (lo, hi) holds the entries strictly between.
+ */
+static void test_rebuild_ranges_follow_the_manifest_pages(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t keys[20], starts[8], p[3];
+    unsigned char rows[20 * ROWB];
+    float g[3] = {1, 2, 3};
+    struct flr_msg m, r;
+    json_t *doc;
+    size_t npages, rec = (2 + W) * 8;
+
+    for (int i = 0; i < 20; i++)
+        keys[i] = flr_key(ADAM, (uint64_t)(3 * i + 1));
+    adam_rows(rows, keys, 20);
+    assert_int_equal(flr_copies_put_rows(f->cs, 0, ADAM, keys, 20, rows, 11, 0, NULL), 0);
+    f->ctx.page_bytes = 6 * (8 + ROWB);
+
+    request(&m, FLR_MSG_MANIFEST_REQ, 0);
+    exchange(f, &m, &r);
+    doc = json_loadb(r.text, r.text_len, 0, NULL);
+    npages = (size_t)json_integer_value(json_object_get(doc, "pages"));
+    json_decref(doc);
+    assert_int_equal(npages, 4); /* 6 + 6 + 6 + 2 */
+    assert_int_equal(r.extra_len, rec + npages * 16);
+    for (size_t i = 0; i < npages; i++) {
+        assert_int_equal(flr_load_u64((const unsigned char *)r.extra + rec + 16 * i), ADAM);
+        starts[i] = flr_load_u64((const unsigned char *)r.extra + rec + 16 * i + 8);
+        assert_int_equal(starts[i], keys[6 * i]);
+    }
+    for (size_t i = 0; i < npages; i++) {
+        request(&m, FLR_MSG_REBUILD_REQ, 0);
+        m.table = ADAM;
+        m.aux = starts[i];
+        m.seq = i + 1 < npages ? starts[i + 1] : 0;
+        exchange(f, &m, &r);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.nkeys, i + 1 < npages ? 6 : 2);
+        assert_int_equal(flr_load_u64(r.keys), keys[6 * i]);
+        assert_true(r.aux == UINT64_MAX);
+    }
+    /* A range that holds more than a page: cut, with the cursor to go on from. */
+    request(&m, FLR_MSG_REBUILD_REQ, 0);
+    m.table = ADAM;
+    m.aux = 0;
+    m.seq = keys[9];
+    exchange(f, &m, &r);
+    assert_int_equal(r.nkeys, 6);
+    assert_int_equal(r.aux, keys[6]);
+    m.aux = r.aux;
+    exchange(f, &m, &r);
+    assert_int_equal(r.nkeys, 3); /* keys 6, 7, 8: the end is exclusive */
+    assert_true(r.aux == UINT64_MAX);
+
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(flr_copies_log_append(f->cs, 0, i, ADAM, keys, 1, g, &p[i]), 0);
+    request(&m, FLR_MSG_REBUILD_REQ, 0);
+    m.table = FLR_REBUILD_LOG;
+    m.aux = p[1] - 1;
+    m.seq = p[1] + 1;
+    exchange(f, &m, &r);
+    assert_int_equal(r.seq, p[1]);
+    assert_true(r.aux == UINT64_MAX); /* p[2] is outside the range */
+    m.aux = p[0];
+    m.seq = 0;
+    exchange(f, &m, &r);
+    assert_int_equal(r.seq, p[1]);
+    assert_int_equal(r.aux, p[1]);
+    m.aux = p[2];
+    exchange(f, &m, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.nkeys, 0);
+    assert_true(r.aux == UINT64_MAX);
+}
+
+/*
+ * A logged push this worker's own copies contain (BSP: their record's closed clock is past
+ * the push's) goes as its header only, once a manifest has described those records; a
+ * push the copies do not contain, or one touching a key without a copy, goes whole.
+ */
+static void test_rebuild_log_leaves_out_what_the_copies_contain(void **state)
+{
+    struct fixture *f = *state;
+    uint64_t k = flr_key(ADAM, 7), k2 = flr_key(ADAM, 8), both[2] = {k, k2}, p[3];
+    unsigned char rows[ROWB];
+    float g[6] = {1, 2, 3, 4, 5, 6};
+    struct flr_msg m, r;
+
+    adam_rows(rows, &k, 1);
+    assert_int_equal(flr_copies_put_rows(f->cs, 0, ADAM, &k, 1, rows, 20, 5, NULL), 0);
+    assert_int_equal(flr_copies_log_append(f->cs, 0, 4, ADAM, &k, 1, g, &p[0]), 0);
+    assert_int_equal(flr_copies_log_append(f->cs, 0, 5, ADAM, &k, 1, g, &p[1]), 0);
+    assert_int_equal(flr_copies_log_append(f->cs, 0, 3, ADAM, both, 2, g, &p[2]), 0);
+
+    request(&m, FLR_MSG_REBUILD_REQ, 0);
+    m.table = FLR_REBUILD_LOG;
+    m.aux = p[0] - 1;
+    exchange(f, &m, &r); /* no manifest yet: nothing is known to be contained */
+    assert_int_equal(r.seq, p[0]);
+    assert_int_equal(r.nkeys, 1);
+
+    request(&m, FLR_MSG_MANIFEST_REQ, 0);
+    exchange(f, &m, &r);
+    request(&m, FLR_MSG_REBUILD_REQ, 0);
+    m.table = FLR_REBUILD_LOG;
+    m.aux = p[0] - 1;
+    exchange(f, &m, &r); /* clock 4 < C 5: contained */
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.seq, p[0]);
+    assert_int_equal(r.nkeys, 0);
+    assert_int_equal(r.vals_len, 0);
+    assert_int_equal(r.aux, p[0]);
+    m.aux = p[0];
+    exchange(f, &m, &r); /* clock 5: not contained */
+    assert_int_equal(r.seq, p[1]);
+    assert_int_equal(r.nkeys, 1);
+    m.aux = p[1];
+    exchange(f, &m, &r); /* k2 has no copy */
+    assert_int_equal(r.seq, p[2]);
+    assert_int_equal(r.nkeys, 2);
+    assert_true(r.aux == UINT64_MAX);
+
+    /* A copy that arrives after the manifest is not the server's: no longer contained. */
+    adam_rows(rows, &k, 1);
+    assert_int_equal(flr_copies_put_rows(f->cs, 0, ADAM, &k, 1, rows, 30, 9, NULL), 0);
+    m.aux = p[0] - 1;
+    exchange(f, &m, &r);
+    assert_int_equal(r.seq, p[0]);
+    assert_int_equal(r.nkeys, 1);
+}
+
 static void test_endpoint_answers_over_a_socket(void **state)
 {
     struct fixture *f = *state;
@@ -451,6 +590,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_manifest_reports_the_shard, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_pages_through_copies, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rebuild_streams_the_log_one_entry_each, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_ranges_follow_the_manifest_pages, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_rebuild_log_leaves_out_what_the_copies_contain, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_endpoint_answers_over_a_socket, setup, teardown),
     };

@@ -751,10 +751,16 @@ static void keeper_on_request(void *arg, struct flr_req *req, nng_msg *msg)
         r.extra = k->recs;
         r.extra_len = k->nrec * sizeof(k->recs[0]);
     } else if (m.table == FLR_REBUILD_LOG) {
+        size_t i = 0;
+
+        /* The first entry with aux < pseq < seq (seq 0: no end); aux names it when the
+         * range holds more. */
+        while (i < k->nlog && k->log[i].pseq <= m.aux)
+            i++;
         r.table = DENSE;
         r.aux = UINT64_MAX;
-        if (m.aux < k->nlog) {
-            const struct flr_rebuild_entry *e = &k->log[m.aux];
+        if (i < k->nlog && (m.seq == 0 || k->log[i].pseq < m.seq)) {
+            const struct flr_rebuild_entry *e = &k->log[i];
             r.table = e->table;
             r.clock = e->clock;
             r.seq = e->pseq;
@@ -763,7 +769,8 @@ static void keeper_on_request(void *arg, struct flr_req *req, nng_msg *msg)
             r.nkeys = e->nkeys;
             r.vals = e->grads;
             r.vals_len = e->grads_len;
-            r.aux = m.aux + 1 < k->nlog ? m.aux + 1 : UINT64_MAX;
+            r.aux = i + 1 < k->nlog && (m.seq == 0 || k->log[i + 1].pseq < m.seq) ? e->pseq
+                                                                                  : UINT64_MAX;
         }
     } else {
         r.table = m.table;

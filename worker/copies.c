@@ -57,6 +57,8 @@ struct cp_shard {
     uint64_t counter;   /* pushes sent: the last pseq is inc + counter */
     uint64_t truncated; /* largest pseq truncated, 0 if none */
     uint64_t rows, log_bytes;
+    uint64_t *sent_recs; /* the records of the last manifest, as sent (nsent * rec_u64s) */
+    size_t nsent;
 };
 
 struct flr_copies {
@@ -115,6 +117,7 @@ void flr_copies_free(struct flr_copies *cs)
                 cp_table_fini(&sh->tabs[t]);
         free(sh->tabs);
         free(sh->recs);
+        free(sh->sent_recs);
         for (size_t i = sh->head; i < sh->nlog; i++)
             free(sh->log[i].keys);
         free(sh->log);
@@ -253,16 +256,7 @@ static int cp_row_for(struct flr_copies *cs, struct cp_shard *sh, struct cp_tabl
 /* Position of the first record with stamp >= S. */
 static size_t cp_rec_lower(const struct flr_copies *cs, const struct cp_shard *sh, uint64_t S)
 {
-    size_t lo = 0, hi = sh->nrecs;
-
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (sh->recs[mid * cs->rec_u64s] < S)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo;
+    return flr_lower_bound_u64(sh->recs, sh->nrecs, cs->rec_u64s * sizeof(uint64_t), S);
 }
 
 /* Drops the records no copy of the shard refers to. */
@@ -421,70 +415,108 @@ static int cp_cmp_u64(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* Sorts the table's keys when keys were added since the last sort.  Lock held. */
+static int cp_sort(struct cp_table *t)
+{
+    if (t->nsorted == t->n)
+        return 0;
+    if (t->sorted_cap < t->n) {
+        uint64_t *v = realloc(t->sorted, t->cap * sizeof(*v));
+        if (!v)
+            return FLR_ENOMEM;
+        t->sorted = v;
+        t->sorted_cap = t->cap;
+    }
+    memcpy(t->sorted, t->keys, t->n * sizeof(*t->sorted));
+    qsort(t->sorted, t->n, sizeof(*t->sorted), cp_cmp_u64);
+    t->nsorted = t->n;
+    return 0;
+}
+
+/* Rows per page of a table: at most max_rows and max_bytes of keys and rows, at least 1. */
+static size_t cp_per_page(const struct cp_table *t, uint32_t max_rows, size_t max_bytes)
+{
+    size_t per = max_bytes / (sizeof(uint64_t) + t->row_bytes);
+
+    if (per > max_rows)
+        per = max_rows;
+    return per ? per : 1;
+}
+
+int flr_copies_page_into(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
+                         uint64_t end, uint32_t max_rows, size_t max_bytes, flr_copies_sink sink,
+                         void *arg, uint32_t *n, uint64_t *next)
+{
+    struct cp_table *t;
+    size_t first = 0, last = 0, count = 0;
+    unsigned char *dst;
+    int rv;
+
+    *n = 0;
+    *next = UINT64_MAX;
+    pthread_mutex_lock(&cs->mu);
+    if ((rv = cp_table_of(cs, shard, table, 0, &t)) != 0)
+        goto out;
+    if (t && t->n > 0) {
+        if ((rv = cp_sort(t)) != 0)
+            goto out;
+        first = flr_lower_bound_u64(t->sorted, t->nsorted, sizeof(uint64_t), cursor);
+        last = end ? flr_lower_bound_u64(t->sorted, t->nsorted, sizeof(uint64_t), end) : t->nsorted;
+        if (last < first)
+            last = first;
+        count = last - first;
+        if (count > cp_per_page(t, max_rows, max_bytes))
+            count = cp_per_page(t, max_rows, max_bytes);
+        if (first + count < last)
+            *next = t->sorted[first + count];
+    }
+    if (!(dst = sink(arg, count ? t->sorted + first : NULL, (uint32_t)count,
+                     count * (count ? t->row_bytes : 0), *next))) {
+        rv = FLR_ENOMEM;
+        goto out;
+    }
+    /* The rows are gathered straight into the sink's buffer (the reply), once. */
+    for (size_t i = 0; i < count; i++)
+        memcpy(dst + i * t->row_bytes,
+               t->rows + (size_t)cp_find(t, t->sorted[first + i]) * t->row_bytes, t->row_bytes);
+    *n = (uint32_t)count;
+out:
+    pthread_mutex_unlock(&cs->mu);
+    return rv;
+}
+
+/* flr_copies_page's sink: the keys and rows into malloc'd buffers. */
+struct cp_page_out {
+    uint64_t *keys;
+    void *rows;
+};
+
+static void *cp_page_sink(void *arg, const uint64_t *keys, uint32_t n, size_t bytes, uint64_t next)
+{
+    struct cp_page_out *o = arg;
+
+    (void)next;
+    if (n == 0)
+        return o; /* nothing to write, and not a failure */
+    if (!(o->keys = malloc((size_t)n * sizeof(uint64_t))) || !(o->rows = malloc(bytes))) {
+        free(o->keys);
+        o->keys = NULL;
+        return NULL;
+    }
+    memcpy(o->keys, keys, (size_t)n * sizeof(uint64_t));
+    return o->rows;
+}
+
 int flr_copies_page(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
                     uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
                     uint64_t *next)
 {
-    struct cp_table *t;
-    size_t first, lo, hi, count, per;
-    int rv;
+    struct cp_page_out o = {0};
+    int rv = flr_copies_page_into(cs, shard, table, cursor, 0, max_rows, max_bytes, cp_page_sink,
+                                  &o, n, next);
 
-    *keys = NULL;
-    *rows = NULL;
-    *n = 0;
-    *next = UINT64_MAX;
-    pthread_mutex_lock(&cs->mu);
-    if ((rv = cp_table_of(cs, shard, table, 0, &t)) != 0 || !t || t->n == 0)
-        goto out;
-    if (t->nsorted != t->n) {
-        if (t->sorted_cap < t->n) {
-            uint64_t *v = realloc(t->sorted, t->cap * sizeof(*v));
-            if (!v) {
-                rv = FLR_ENOMEM;
-                goto out;
-            }
-            t->sorted = v;
-            t->sorted_cap = t->cap;
-        }
-        memcpy(t->sorted, t->keys, t->n * sizeof(*t->sorted));
-        qsort(t->sorted, t->n, sizeof(*t->sorted), cp_cmp_u64);
-        t->nsorted = t->n;
-    }
-    lo = 0;
-    hi = t->nsorted;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (t->sorted[mid] < cursor)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    first = lo;
-    per = max_bytes / (sizeof(uint64_t) + t->row_bytes);
-    if (per > max_rows)
-        per = max_rows;
-    if (per == 0)
-        per = 1;
-    count = t->nsorted - first < per ? t->nsorted - first : per;
-    if (count == 0)
-        goto out;
-    if (!(*keys = malloc(count * sizeof(uint64_t))) || !(*rows = malloc(count * t->row_bytes))) {
-        free(*keys);
-        *keys = NULL;
-        rv = FLR_ENOMEM;
-        goto out;
-    }
-    for (size_t i = 0; i < count; i++) {
-        uint64_t key = t->sorted[first + i];
-        (*keys)[i] = key;
-        memcpy((unsigned char *)*rows + i * t->row_bytes,
-               t->rows + (size_t)cp_find(t, key) * t->row_bytes, t->row_bytes);
-    }
-    *n = (uint32_t)count;
-    if (first + count < t->nsorted)
-        *next = t->sorted[first + count];
-out:
-    pthread_mutex_unlock(&cs->mu);
+    *keys = o.keys;
+    *rows = o.rows;
     return rv;
 }
 
@@ -495,18 +527,21 @@ static size_t cp_entry_bytes(const struct cp_entry *e)
     return (size_t)e->nkeys * sizeof(uint64_t) + (size_t)e->nkeys * e->dim * sizeof(float);
 }
 
-/* Index of the held entry with pseq, or -1 (entries are in pseq order). */
+/* Index of the first held entry with pseq >= pseq, nlog when none (entries are in pseq
+ * order). */
+static size_t cp_log_lower(const struct cp_shard *sh, uint64_t pseq)
+{
+    if (sh->head == sh->nlog)
+        return sh->nlog;
+    return sh->head + flr_lower_bound_u64(&sh->log[sh->head].pseq, sh->nlog - sh->head,
+                                          sizeof(*sh->log), pseq);
+}
+
+/* Index of the held entry with pseq, or -1. */
 static long cp_log_find(const struct cp_shard *sh, uint64_t pseq)
 {
-    size_t lo = sh->head, hi = sh->nlog;
+    size_t lo = cp_log_lower(sh, pseq);
 
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (sh->log[mid].pseq < pseq)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
     return lo < sh->nlog && sh->log[lo].pseq == pseq ? (long)lo : -1;
 }
 
@@ -653,56 +688,124 @@ void flr_copies_log_truncate(struct flr_copies *cs, uint32_t shard, uint64_t cov
     pthread_mutex_unlock(&cs->mu);
 }
 
-int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
-                        struct flr_copies_entry *e, uint64_t *next)
+/*
+ * Whether this worker's own copies show that the rebuilding server already has entry e:
+ * every key it touches has a copy whose record went out in the last manifest and contains
+ * the push (BSP: the record's closed clock is past the push's; otherwise the record's
+ * frontier for this worker reaches its pseq).  The server keeps, per row, the newest copy
+ * any worker sent, whose record contains at least as much, so it would not replay e.
+ * Lock held.
+ */
+static int cp_contained(const struct flr_copies *cs, const struct cp_shard *sh,
+                        const struct cp_entry *e, uint32_t self)
+{
+    const size_t w = cs->rec_u64s;
+    const struct cp_table *t = NULL;
+
+    if (!sh->tabs || sh->nsent == 0 || self >= cs->spec.num_workers)
+        return 0;
+    for (uint32_t i = 0; i < cs->spec.ntables; i++)
+        if (cs->spec.tables[i].id == e->table)
+            t = &sh->tabs[i];
+    if (!t || t->n == 0)
+        return 0;
+    for (uint32_t i = 0; i < e->nkeys; i++) {
+        long idx = cp_find(t, e->keys[i]);
+        size_t lo;
+        uint64_t S;
+        const uint64_t *rec;
+
+        if (idx < 0)
+            return 0;
+        S = cp_row_stamp(t, (size_t)idx);
+        lo = flr_lower_bound_u64(sh->sent_recs, sh->nsent, w * sizeof(uint64_t), S);
+        if (lo == sh->nsent || sh->sent_recs[lo * w] != S)
+            return 0;
+        rec = sh->sent_recs + lo * w;
+        if (cs->spec.consistency == FLR_BSP ? !(e->clock < (int64_t)rec[1])
+                                            : !(e->pseq <= rec[2 + self]))
+            return 0;
+    }
+    return 1;
+}
+
+int flr_copies_log_into(struct flr_copies *cs, uint32_t shard, uint64_t cursor, uint64_t end,
+                        int64_t self, flr_copies_entry_fn fn, void *arg)
 {
     struct cp_shard *sh;
-    const struct cp_entry *src;
-    size_t lo, hi, kb, gb;
-    int rv = 0;
+    struct flr_copies_entry e;
+    size_t lo;
+    uint64_t next = UINT64_MAX;
+    int rv;
 
-    memset(e, 0, sizeof(*e));
-    *next = UINT64_MAX;
     if (shard >= cs->spec.num_shards)
         return FLR_EINVAL;
     pthread_mutex_lock(&cs->mu);
     sh = &cs->shards[shard];
-    lo = sh->head;
-    hi = sh->nlog;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (sh->log[mid].pseq <= cursor)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    if (lo == sh->nlog) {
-        rv = FLR_ENOT_FOUND;
+    lo = cursor == UINT64_MAX ? sh->nlog : cp_log_lower(sh, cursor + 1);
+    if (lo == sh->nlog || (end && sh->log[lo].pseq >= end)) {
+        rv = fn(arg, NULL, UINT64_MAX);
         goto out;
     }
-    src = &sh->log[lo];
-    kb = (size_t)src->nkeys * sizeof(uint64_t);
-    gb = (size_t)src->nkeys * src->dim * sizeof(float);
-    if (!(e->keys = malloc(kb ? kb : 1)) || !(e->grads = malloc(gb ? gb : 1))) {
-        free(e->keys);
-        e->keys = NULL;
-        rv = FLR_ENOMEM;
-        goto out;
+    e = (struct flr_copies_entry){.pseq = sh->log[lo].pseq,
+                                  .clock = sh->log[lo].clock,
+                                  .table = sh->log[lo].table,
+                                  .nkeys = sh->log[lo].nkeys,
+                                  .dim = sh->log[lo].dim,
+                                  .stamp = sh->log[lo].stamp,
+                                  .acked = sh->log[lo].acked,
+                                  .keys = sh->log[lo].keys,
+                                  .grads = sh->log[lo].grads};
+    if (lo + 1 < sh->nlog && (!end || sh->log[lo + 1].pseq < end))
+        next = e.pseq;
+    if (self >= 0 && cp_contained(cs, sh, &sh->log[lo], (uint32_t)self)) {
+        e.contained = 1;
+        e.nkeys = 0;
+        e.keys = NULL;
+        e.grads = NULL;
     }
-    memcpy(e->keys, src->keys, kb);
-    memcpy(e->grads, src->grads, gb);
-    e->pseq = src->pseq;
-    e->clock = src->clock;
-    e->table = src->table;
-    e->nkeys = src->nkeys;
-    e->dim = src->dim;
-    e->acked = src->acked;
-    e->stamp = src->stamp;
-    if (lo + 1 < sh->nlog)
-        *next = src->pseq;
+    rv = fn(arg, &e, next);
 out:
     pthread_mutex_unlock(&cs->mu);
     return rv;
+}
+
+/* flr_copies_log_next's callback: copies the entry out. */
+struct cp_log_out {
+    struct flr_copies_entry *e;
+    uint64_t *next;
+};
+
+static int cp_log_copy(void *arg, const struct flr_copies_entry *src, uint64_t next)
+{
+    struct cp_log_out *o = arg;
+    size_t kb, gb;
+
+    if (!src)
+        return FLR_ENOT_FOUND;
+    kb = (size_t)src->nkeys * sizeof(uint64_t);
+    gb = (size_t)src->nkeys * src->dim * sizeof(float);
+    *o->e = *src;
+    o->e->keys = malloc(kb ? kb : 1);
+    o->e->grads = malloc(gb ? gb : 1);
+    if (!o->e->keys || !o->e->grads) {
+        flr_copies_entry_fini(o->e);
+        return FLR_ENOMEM;
+    }
+    memcpy(o->e->keys, src->keys, kb);
+    memcpy(o->e->grads, src->grads, gb);
+    *o->next = next;
+    return 0;
+}
+
+int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
+                        struct flr_copies_entry *e, uint64_t *next)
+{
+    struct cp_log_out o = {.e = e, .next = next};
+
+    memset(e, 0, sizeof(*e));
+    *next = UINT64_MAX;
+    return flr_copies_log_into(cs, shard, cursor, 0, -1, cp_log_copy, &o);
 }
 
 void flr_copies_entry_fini(struct flr_copies_entry *e)
@@ -715,10 +818,11 @@ void flr_copies_entry_fini(struct flr_copies_entry *e)
 
 /* ---- manifest and stats ----------------------------------------------------------- */
 
-int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, struct flr_copies_manifest *m)
+int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, uint32_t max_rows, size_t max_bytes,
+                        struct flr_copies_manifest *m)
 {
     struct cp_shard *sh;
-    size_t bytes;
+    size_t bytes, npages = 0;
     int rv = 0;
 
     memset(m, 0, sizeof(*m));
@@ -734,6 +838,41 @@ int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, struct flr_copies
     if (bytes)
         memcpy(m->records, sh->recs, bytes);
     m->nrecords = sh->nrecs;
+    /* What the rebuilding server will know: the log is filtered against it (a record may
+     * grow, or copies arrive, after the manifest went out). */
+    sh->nsent = 0;
+    if (bytes) {
+        uint64_t *v = realloc(sh->sent_recs, bytes);
+        if (v) {
+            memcpy(v, sh->recs, bytes);
+            sh->sent_recs = v;
+            sh->nsent = sh->nrecs;
+        }
+    }
+    /* Where each page of copies starts, so that a rebuild can ask for several at once. */
+    for (uint32_t i = 0; max_bytes && sh->tabs && i < cs->spec.ntables; i++)
+        if (sh->tabs[i].n > 0)
+            npages += (sh->tabs[i].n + cp_per_page(&sh->tabs[i], max_rows, max_bytes) - 1) /
+                      cp_per_page(&sh->tabs[i], max_rows, max_bytes);
+    if (npages && !(m->pages = malloc(npages * 2 * sizeof(uint64_t)))) {
+        rv = FLR_ENOMEM;
+        goto out;
+    }
+    for (uint32_t i = 0; npages && i < cs->spec.ntables; i++) {
+        struct cp_table *t = &sh->tabs[i];
+        size_t per;
+
+        if (t->n == 0)
+            continue;
+        if ((rv = cp_sort(t)) != 0)
+            goto out;
+        per = cp_per_page(t, max_rows, max_bytes);
+        for (size_t j = 0; j < t->nsorted; j += per) {
+            m->pages[2 * m->npages] = cs->spec.tables[i].id;
+            m->pages[2 * m->npages + 1] = t->sorted[j];
+            m->npages++;
+        }
+    }
     m->clock = cs->clock;
     m->incarnation = cs->inc;
     m->pseq_sent = cs->inc + sh->counter;
@@ -743,7 +882,19 @@ int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, struct flr_copies
     m->log_bytes = sh->log_bytes;
 out:
     pthread_mutex_unlock(&cs->mu);
+    if (rv != 0)
+        flr_copies_manifest_fini(m);
     return rv;
+}
+
+void flr_copies_manifest_fini(struct flr_copies_manifest *m)
+{
+    free(m->records);
+    free(m->pages);
+    m->records = NULL;
+    m->pages = NULL;
+    m->nrecords = 0;
+    m->npages = 0;
 }
 
 void flr_copies_stats(struct flr_copies *cs, struct flr_copies_stats *st)

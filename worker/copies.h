@@ -47,6 +47,9 @@ struct flr_copies_manifest {
     uint64_t log_bytes;
     size_t nrecords;
     uint64_t *records; /* malloc'd, owned by the caller: per record S, C, V[0..W-1] */
+    size_t npages;
+    uint64_t *pages; /* malloc'd, owned by the caller: per page of copies, table and the
+                        key it starts at, tables in spec order and keys ascending */
 };
 
 /* One log entry as copied out of the store; keys and grads are malloc'd, owned by the
@@ -59,6 +62,7 @@ struct flr_copies_entry {
     uint32_t dim;
     uint64_t stamp; /* the stamp the push was acknowledged at, 0 when not (yet) known */
     int acked;
+    int contained; /* flr_copies_log_into: only the header (nkeys 0), see there */
     uint64_t *keys;
     float *grads; /* nkeys * dim */
 };
@@ -95,11 +99,28 @@ int flr_copies_put_pulled(struct flr_copies *cs, uint32_t shard, uint32_t table,
 int flr_copies_get(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t key, void *row);
 
 /*
- * Copies out one page of a shard's copies of a table: the keys >= cursor in ascending
- * order, at most max_rows of them and at most max_bytes of keys and rows (but at least
- * one).  *keys and *rows are malloc'd (NULL when *n is 0) and owned by the caller; *next
- * is the cursor to continue from, UINT64_MAX when this page holds the last key.
+ * Where a page of copies goes: called once per page, under the store's lock, with the
+ * page's n sorted keys (NULL when n is 0), the bytes its rows take and the cursor to go on
+ * from.  Returns the buffer of `bytes` bytes the rows are gathered into (any non-NULL
+ * pointer when bytes is 0), or NULL when it cannot (out of memory).
  */
+typedef void *(*flr_copies_sink)(void *arg, const uint64_t *keys, uint32_t n, size_t bytes,
+                                 uint64_t next);
+
+/*
+ * One page of a shard's copies of a table: the keys in [cursor, end) (end 0: no end) in
+ * ascending order, at most max_rows of them and at most max_bytes of keys and rows (but at
+ * least one).  The page goes to sink, which is called exactly once unless the shard or
+ * table is unknown; *n is the page's rows and *next the cursor to continue from,
+ * UINT64_MAX when the page holds the range's last key.  Returns 0, FLR_EINVAL,
+ * FLR_EUNKNOWN_TABLE or FLR_ENOMEM (sink or sorting).
+ */
+int flr_copies_page_into(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
+                         uint64_t end, uint32_t max_rows, size_t max_bytes, flr_copies_sink sink,
+                         void *arg, uint32_t *n, uint64_t *next);
+
+/* The same page from cursor on (no end), copied out: *keys and *rows are malloc'd (NULL
+ * when *n is 0) and owned by the caller. */
 int flr_copies_page(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
                     uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
                     uint64_t *next);
@@ -126,14 +147,32 @@ int flr_copies_log_drop(struct flr_copies *cs, uint32_t shard, uint64_t pseq);
  * at the first entry that is not.  Out-of-range shards are ignored. */
 void flr_copies_log_truncate(struct flr_copies *cs, uint32_t shard, uint64_t covered);
 
+/*
+ * Hands the shard's first entry with cursor < pseq < end (end 0: no end) to fn, under the
+ * store's lock: e points into the store and is valid only during the call; e is NULL when
+ * there is no such entry.  next is e's pseq when the range holds more entries after it,
+ * else UINT64_MAX.  Returns fn's result, or FLR_EINVAL (shard out of range).
+ *
+ * With self >= 0 (this worker's id), an entry that this worker's own copies show the
+ * rebuilding server needs no more is handed over as its header only (contained set, nkeys
+ * 0): every key has a copy whose record, as the last manifest sent it, contains the push.
+ */
+typedef int (*flr_copies_entry_fn)(void *arg, const struct flr_copies_entry *e, uint64_t next);
+int flr_copies_log_into(struct flr_copies *cs, uint32_t shard, uint64_t cursor, uint64_t end,
+                        int64_t self, flr_copies_entry_fn fn, void *arg);
+
 /* Copies out the shard's first entry with pseq > cursor.  *next is its pseq, or UINT64_MAX
  * when it is the last one.  0, FLR_ENOT_FOUND (no such entry), FLR_EINVAL or FLR_ENOMEM. */
 int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
                         struct flr_copies_entry *e, uint64_t *next);
 void flr_copies_entry_fini(struct flr_copies_entry *e);
 
-/* Fills the shard's manifest.  0, FLR_EINVAL or FLR_ENOMEM. */
-int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, struct flr_copies_manifest *m);
+/* Fills the shard's manifest, with the start of every page of copies as flr_copies_page
+ * would cut them with max_rows and max_bytes (none when max_bytes is 0).  Free it with
+ * flr_copies_manifest_fini.  0, FLR_EINVAL or FLR_ENOMEM. */
+int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, uint32_t max_rows, size_t max_bytes,
+                        struct flr_copies_manifest *m);
+void flr_copies_manifest_fini(struct flr_copies_manifest *m);
 
 void flr_copies_stats(struct flr_copies *cs, struct flr_copies_stats *st);
 

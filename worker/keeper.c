@@ -98,85 +98,128 @@ static int kp_replicate(const struct flr_keeper_ctx *ctx, const struct flr_msg *
 static int kp_manifest(const struct flr_keeper_ctx *ctx, const struct flr_msg *m, nng_msg **reply)
 {
     struct flr_copies_manifest man;
+    const size_t rec_bytes = (2 + (size_t)ctx->spec->num_workers) * sizeof(uint64_t);
     struct flr_msg r;
-    char text[512];
+    unsigned char *extra = NULL;
+    char text[640];
     int rv;
 
-    if ((rv = flr_copies_manifest(ctx->copies, m->shard, &man)) != 0)
+    if ((rv = flr_copies_manifest(ctx->copies, m->shard, ctx->max_keys, ctx->page_bytes, &man)) !=
+        0)
         return kp_refuse(ctx, m, rv, "MANIFEST_REQ: cannot read the shard's manifest", reply);
     snprintf(text, sizeof(text),
              "{\"worker\":%" PRIu32 ",\"clock\":%" PRId64 ",\"incarnation\":%" PRIu64
              ",\"pseq_sent\":%" PRIu64 ",\"pseq_truncated\":%" PRIu64 ",\"rows\":%" PRIu64
-             ",\"log_entries\":%" PRIu64 ",\"log_bytes\":%" PRIu64 "}",
+             ",\"log_entries\":%" PRIu64 ",\"log_bytes\":%" PRIu64 ",\"records\":%zu,"
+             "\"pages\":%zu}",
              ctx->worker_id, man.clock, man.incarnation, man.pseq_sent, man.pseq_truncated,
-             man.rows, man.log_entries, man.log_bytes);
+             man.rows, man.log_entries, man.log_bytes, man.nrecords, man.npages);
     kp_reply_init(ctx, m, &r);
     r.text = text;
     r.text_len = (uint32_t)strlen(text);
-    r.extra = man.records;
-    r.extra_len = (uint64_t)man.nrecords * (2 + ctx->spec->num_workers) * sizeof(uint64_t);
+    /* extra: the records, then the pages (table, start key) */
+    r.extra_len = (uint64_t)man.nrecords * rec_bytes + (uint64_t)man.npages * 16;
+    if (r.extra_len && !(extra = malloc(r.extra_len))) {
+        flr_copies_manifest_fini(&man);
+        return FLR_ENOMEM;
+    }
+    if (man.nrecords)
+        memcpy(extra, man.records, man.nrecords * rec_bytes);
+    if (man.npages)
+        memcpy(extra + man.nrecords * rec_bytes, man.pages, man.npages * 16);
+    r.extra = extra;
     rv = flr_msg_to_nng(reply, &r, NULL);
-    free(man.records);
+    free(extra);
+    flr_copies_manifest_fini(&man);
     return rv;
 }
 
-static int kp_rebuild_log(const struct flr_keeper_ctx *ctx, const struct flr_msg *m,
-                          nng_msg **reply)
-{
-    struct flr_copies_entry e;
-    struct flr_msg r;
-    uint64_t next;
-    int rv;
+/* Encodes a REBUILD_STREAM reply straight from the store (called under its lock). */
+struct kp_stream {
+    const struct flr_keeper_ctx *ctx;
+    const struct flr_msg *m;
+    nng_msg **reply;
+};
 
-    rv = flr_copies_log_next(ctx->copies, m->shard, m->aux, &e, &next);
-    if (rv != 0 && rv != FLR_ENOT_FOUND)
-        return kp_refuse(ctx, m, rv, "REBUILD_REQ: cannot read the update log", reply);
-    kp_reply_init(ctx, m, &r);
+static int kp_log_reply(void *arg, const struct flr_copies_entry *e, uint64_t next)
+{
+    const struct kp_stream *st = arg;
+    struct flr_msg r;
+
+    kp_reply_init(st->ctx, st->m, &r);
     r.table = FLR_REBUILD_LOG;
     r.clock = -1;
     r.aux = UINT64_MAX;
-    if (rv == 0) {
-        r.table = e.table;
-        r.clock = e.clock;
-        r.seq = e.pseq;
-        r.stamp = e.acked ? e.stamp : 0;
-        r.keys = e.keys;
-        r.nkeys = e.nkeys;
-        r.vals = e.grads;
-        r.vals_len = (uint64_t)e.nkeys * e.dim * sizeof(float);
+    if (e) {
+        r.table = e->table;
+        r.clock = e->clock;
+        r.seq = e->pseq;
+        r.stamp = e->acked ? e->stamp : 0; /* a contained entry: seq without keys */
+        r.keys = e->keys;
+        r.nkeys = e->nkeys;
+        r.vals = e->grads;
+        r.vals_len = (uint64_t)e->nkeys * e->dim * sizeof(float);
         r.aux = next;
     }
-    rv = flr_msg_to_nng(reply, &r, NULL);
-    flr_copies_entry_fini(&e);
-    return rv;
+    return flr_msg_to_nng(st->reply, &r, NULL);
 }
 
-static int kp_rebuild_table(const struct flr_keeper_ctx *ctx, const struct flr_msg *m,
-                            nng_msg **reply)
+/* The log: the first entry with aux < pseq < seq (seq 0: no end); one the server's copies
+ * contain goes without its keys and gradients. */
+static int kp_rebuild_log(const struct flr_keeper_ctx *ctx, const struct flr_msg *m,
+                          nng_msg **reply)
 {
-    const struct flr_table_spec *t = flr_spec_table(ctx->spec, m->table);
-    struct flr_msg r;
-    uint64_t *keys, next;
-    void *rows;
-    uint32_t n;
-    int rv;
+    struct kp_stream st = {ctx, m, reply};
+    int rv = flr_copies_log_into(ctx->copies, m->shard, m->aux, m->seq, ctx->worker_id,
+                                 kp_log_reply, &st);
 
-    rv = flr_copies_page(ctx->copies, m->shard, m->table, m->aux, ctx->max_keys, ctx->page_bytes,
-                         &keys, &rows, &n, &next);
+    if (rv == FLR_ENOMEM)
+        return rv;
     if (rv != 0)
-        return kp_refuse(ctx, m, rv, "REBUILD_REQ: cannot read the copies", reply);
-    kp_reply_init(ctx, m, &r);
-    r.table = m->table;
+        return kp_refuse(ctx, m, rv, "REBUILD_REQ: cannot read the update log", reply);
+    return 0;
+}
+
+static void *kp_page_reply(void *arg, const uint64_t *keys, uint32_t n, size_t bytes, uint64_t next)
+{
+    const struct kp_stream *st = arg;
+    struct flr_msg r;
+    void *vals = NULL;
+
+    kp_reply_init(st->ctx, st->m, &r);
+    r.table = st->m->table;
     r.clock = -1;
     r.aux = next;
     r.keys = keys;
     r.nkeys = n;
-    r.vals = rows;
-    r.vals_len = (uint64_t)n * flr_copies_row_bytes(t);
-    rv = flr_msg_to_nng(reply, &r, NULL);
-    free(keys);
-    free(rows);
-    return rv;
+    r.vals = NULL; /* the rows are gathered into the message */
+    r.vals_len = bytes;
+    if (flr_msg_to_nng(st->reply, &r, &vals) != 0)
+        return NULL;
+    return bytes ? vals : (void *)st;
+}
+
+/* Copies of a table: keys in [aux, seq) (seq 0: no end), a page. */
+static int kp_rebuild_table(const struct flr_keeper_ctx *ctx, const struct flr_msg *m,
+                            nng_msg **reply)
+{
+    struct kp_stream st = {ctx, m, reply};
+    uint64_t next;
+    uint32_t n;
+    int rv;
+
+    *reply = NULL;
+    rv = flr_copies_page_into(ctx->copies, m->shard, m->table, m->aux, m->seq, ctx->max_keys,
+                              ctx->page_bytes, kp_page_reply, &st, &n, &next);
+    if (rv == 0)
+        return 0;
+    if (*reply) {
+        nng_msg_free(*reply);
+        *reply = NULL;
+    }
+    if (rv == FLR_ENOMEM)
+        return rv;
+    return kp_refuse(ctx, m, rv, "REBUILD_REQ: cannot read the copies", reply);
 }
 
 int flr_keeper_handle(const struct flr_keeper_ctx *ctx, const struct flr_msg *m, nng_msg **reply)

@@ -141,15 +141,8 @@ static float oracle_int(uint64_t seed, uint64_t sample, uint64_t row, uint32_t j
 
 static int oracle_find(const struct flr_batch_table *t, uint64_t key)
 {
-    uint32_t lo = 0, hi = t->nkeys;
+    size_t lo = flr_lower_bound_u64(t->keys, t->nkeys, sizeof(uint64_t), key);
 
-    while (lo < hi) {
-        uint32_t mid = lo + (hi - lo) / 2;
-        if (t->keys[mid] < key)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
     return lo < t->nkeys && t->keys[lo] == key ? (int)lo : -1;
 }
 
