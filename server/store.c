@@ -39,6 +39,7 @@
 #include "server/store.h"
 
 #define TSH_ALIGN              64
+#define TSH_PREFAULT_MIN       ((size_t)4 << 20)
 #define TSH_CHUNK_MAX_ROWS     4096u
 #define TSH_CHUNK_TARGET_BYTES ((size_t)4 << 20)
 #define TSH_DENSE_SHIFT        32
@@ -147,6 +148,8 @@ static void *tsh_aligned(size_t bytes)
         return NULL;
     if (posix_memalign(&p, TSH_ALIGN, tsh_round(bytes)) != 0)
         return NULL;
+    if (bytes >= TSH_PREFAULT_MIN)
+        flr_prefault(p, bytes); /* written in full right away (initial values, an import) */
     return p;
 }
 

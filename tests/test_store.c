@@ -224,6 +224,42 @@ static void dense_rows_start_from_the_initialiser(void **state)
     flr_store_free(b);
 }
 
+/* A slice big enough to be faulted in ahead (flr_prefault) starts from the initialiser
+ * like a small one, and prefaulting keeps what a buffer holds. */
+static void large_dense_slices_are_prefaulted_and_initialised(void **state)
+{
+    struct flr_job_spec spec;
+    const uint32_t dim = 1u << 16; /* 64 rows x 256 KiB x (value + Adam's two slots) */
+    float *init = malloc(dim * sizeof(float));
+    unsigned char *buf = malloc((size_t)3 << 20);
+
+    (void)state;
+    assert_non_null(init);
+    assert_non_null(buf);
+    job_one(&spec, 1, FLR_TABLE_DENSE, 64, dim, FLR_OPT_ADAM);
+    struct flr_store *s = store_new(&spec, 0);
+    struct flr_tshard *t = flr_store_table(s, 1);
+    for (uint64_t r = 0; r < 64; r += 21) {
+        const float *x = flr_tshard_peek(t, r, NULL, NULL);
+        assert_non_null(x);
+        flr_table_init_row(&spec.tables[0], r, init);
+        assert_memory_equal(x, init, dim * sizeof(float));
+        for (uint32_t j = dim; j < 3 * dim; j += 4099)
+            assert_true(x[j] == 0.0f);
+    }
+    flr_store_free(s);
+
+    for (size_t i = 0; i < ((size_t)3 << 20); i++)
+        buf[i] = (unsigned char)(i * 7);
+    flr_prefault(buf + 5, ((size_t)3 << 20) - 9); /* unaligned both ends */
+    flr_prefault(buf, 100);                       /* less than a page: nothing to do */
+    for (size_t i = 0; i < ((size_t)3 << 20); i++)
+        if (buf[i] != (unsigned char)(i * 7))
+            fail_msg("byte %zu changed", i);
+    free(buf);
+    free(init);
+}
+
 static void initialisers_are_deterministic_per_row(void **state)
 {
     struct flr_table_spec t;
@@ -1389,6 +1425,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(dense_slices_follow_placement),
         cmocka_unit_test(dense_rows_start_from_the_initialiser),
+        cmocka_unit_test(large_dense_slices_are_prefaulted_and_initialised),
         cmocka_unit_test(initialisers_are_deterministic_per_row),
         cmocka_unit_test(sparse_first_touch_creates_the_same_row_everywhere),
         cmocka_unit_test(check_keys_accepts_own_keys),
