@@ -16,6 +16,20 @@
 
 /* ---- local: the coordinator's own children -------------------------------------------- */
 
+void coord_launch_env(void)
+{
+    const char *cur = getenv("GLIBC_TUNABLES");
+    char buf[1024];
+
+    if (cur && strstr(cur, "glibc.malloc.hugetlb"))
+        return; /* the operator's choice */
+    if (cur && *cur)
+        snprintf(buf, sizeof(buf), "%s:glibc.malloc.hugetlb=1", cur);
+    else
+        snprintf(buf, sizeof(buf), "glibc.malloc.hugetlb=1");
+    setenv("GLIBC_TUNABLES", buf, 1);
+}
+
 static struct coord_child *child_slot(struct coord *c, uint32_t id, int create)
 {
     struct coord_child *v;

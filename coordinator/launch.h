@@ -24,6 +24,15 @@
 
 struct coord;
 
+/*
+ * Asks glibc, in the environment the local launcher's children inherit, to back the
+ * heap with transparent huge pages (GLIBC_TUNABLES glibc.malloc.hugetlb=1) unless the
+ * operator chose otherwise.  A server's rebuild and a large pull receive into freshly
+ * allocated messages; with 4 KiB pages faulting them in costs more than the copy.  Call
+ * before any thread starts (it changes the environment).
+ */
+void coord_launch_env(void);
+
 struct coord_launcher_ops {
     const char *name;
     /* Starts server `id` (local) or does nothing (external).  Returns 0 or an error with

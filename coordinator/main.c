@@ -116,6 +116,8 @@ int main(int argc, char **argv)
         return 2;
     }
     c.launcher = c.cfg.launcher_kind == 0 ? &coord_launcher_local : &coord_launcher_external;
+    if (c.launcher == &coord_launcher_local)
+        coord_launch_env();
     http_on = c.cfg.http[0] && strcmp(c.cfg.http, "off") != 0;
     if (http_on && flr_http_check_url(c.cfg.http, why, sizeof(why)) != 0) {
         fprintf(stderr, "flr-coordinator: --http: %s\n", why);

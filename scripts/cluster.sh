@@ -14,19 +14,28 @@
 #   cluster_strays              pids of flr-* processes still using this cluster's ZooKeeper
 #   cluster_cleanup             stops everything this cluster started, then ZooKeeper
 # cluster_init installs cluster_cleanup as the EXIT/INT/TERM trap, so processes are
-# stopped also when a test fails or the user presses Ctrl-C.
+# stopped also when a test fails or the user presses Ctrl-C.  The work directory is
+# removed then too, unless CLUSTER_KEEP=1 is set (to read the logs afterwards).
 
 declare -gA CLUSTER_PID=()
 CLUSTER_DIR=""
 CLUSTER_BIN=""
 CLUSTER_OWN_ZK=0
-CLUSTER_KEEP=0
+CLUSTER_KEEP=${CLUSTER_KEEP:-0}
 CLUSTER_RC=0
 ZK=""
 
 cluster_init() {
     CLUSTER_DIR=$1
     CLUSTER_BIN=$2
+    # Huge pages for the heap of every flr process started here (docs/operations.md):
+    # rebuilds and large pulls receive into fresh messages, and faulting in 4 KiB pages
+    # costs more than the copy.
+    case "${GLIBC_TUNABLES:-}" in
+    *glibc.malloc.hugetlb*) ;;
+    "") export GLIBC_TUNABLES=glibc.malloc.hugetlb=1 ;;
+    *) export GLIBC_TUNABLES="$GLIBC_TUNABLES:glibc.malloc.hugetlb=1" ;;
+    esac
     mkdir -p "$CLUSTER_DIR"
     trap 'cluster_cleanup' EXIT
     trap 'cluster_cleanup; exit 130' INT
