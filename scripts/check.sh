@@ -30,6 +30,7 @@ if ! make -C "$build" -j"$jobs" check "$@"; then
         case "$f" in */test-suite.log) continue ;; esac
         if grep -qE '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null; then
             echo "===== $f" >&2
+            grep -m 3 '^FAIL' "$f" >&2 || true # the reason, which the tail may cut off
             tail -n 60 "$f" >&2
         fi
     done

@@ -35,9 +35,9 @@ need_tool() {
 fail() {
     echo "FAIL: $*" >&2
     local f
-    for f in "$T"/*.log; do
+    for f in "$T"/*.log "$T"/*/*.log; do
         [ -f "$f" ] || continue
-        echo "----- $(basename "$f") (last lines)" >&2
+        echo "----- ${f#"$T"/} (last lines)" >&2
         tail -n 15 "$f" >&2
     done
     exit 1
