@@ -9,6 +9,9 @@
 # worker.  It prints, per size: kill -> serving again, detection -> serving again (the
 # rebuild), the time bench/xfer needs to move the same bytes over loopback with flr's
 # transport (best of 2, measured in the same run), and the ratio rebuild / transfer.
+# For context it also prints the transfer into fresh memory (xfer --fresh: the receiver's
+# pages faulted in during the run, as a new server's are) and the rebuild's phases from the
+# new server's log: opening the empty shard, streaming, replaying the logs.
 #
 #   bench/recovery.sh [--build-dir DIR] [--sizes "1 16 128 1024"]
 #
@@ -40,15 +43,17 @@ cluster_zk_start 200
 echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
 "$build/flr-datagen" --rows 3000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
 
-printf '%8s %12s %14s %11s %9s %8s %10s\n' size_MiB kill_to_serve detect_to_serve xfer_ms ratio rows_lost rebuilt
+printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
+    xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms rply_ms
 for s in $sizes; do
     job=rec$s
     dim=$((s * 1048576 / (64 * 4)))
     bytes=$((s * 1048576))
     iters=$((2048 / s > 6 ? 2048 / s : 6)) # a few seconds of training before the kill
+    mkdir -p "$work/$job"
     cluster_spawn "$job" "$build/flr-coordinator" --zk "$ZK" --job "$job" --servers 1 --shards 1 \
         --workers 1 --model oracle --hidden "$dim" --optimizer sgd --lr 1 --consistency bsp \
-        --recovery flr --k 2 --launcher local --server-logs "$work" --session-timeout 2000 \
+        --recovery flr --k 2 --launcher local --server-logs "$work/$job" --session-timeout 2000 \
         --report "$work/$job.json" --http-token-file "$work/token"
     cluster_spawn "$job-w0" "$build/flr-worker" --zk "$ZK" --job "$job" --id 0 \
         --train "$work/ctr/train.tsv" --max-rows "$iters" --epochs 1 --batch 1 --evaluate no \
@@ -60,7 +65,13 @@ for s in $sizes; do
     cluster_wait "$job-w0" 60 || true
     read -r kill detect lost rebuilt < <(jq -r '.failures[0] | "\(.recover_ms) \(.detect_ms) \(.rows_lost) \(.rows_rebuilt)"' "$work/$job.json")
     xfer=$("$build/bench/xfer" "$bytes" 2 | awk '{ printf "%.0f", $2 * 1000 }')
+    fresh=$("$build/bench/xfer" --fresh "$bytes" 2 | awk '{ printf "%.0f", $2 * 1000 }')
+    # The replacement's log (the last server0.log lines): srv.rebuild and srv.rebuilt.
+    open=$(grep -o 'opened in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
+    strm=$(grep -o 'streamed in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
+    rply=$(grep -o 'replayed in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     rebuild=$((kill - detect))
-    printf '%8d %12d %14d %11d %9.2f %8d %10d\n' "$s" "$kill" "$rebuild" "$xfer" \
-        "$(awk -v a="$rebuild" -v b="$xfer" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$lost" "$rebuilt"
+    printf '%8d %12d %14d %8d %9.2f %8d %10d %8d %8s %8s %8s\n' "$s" "$kill" "$rebuild" "$xfer" \
+        "$(awk -v a="$rebuild" -v b="$xfer" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$lost" \
+        "$rebuilt" "$fresh" "${open:--}" "${strm:--}" "${rply:--}"
 done

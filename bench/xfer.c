@@ -3,14 +3,18 @@
  * with the transport flr uses (nng REQ/REP over tcp://127.0.0.1, 4 MiB messages, a few in
  * flight), from a sender's memory into a receiver's memory.
  *
- *   bench/xfer BYTES [REPEATS]
+ *   bench/xfer [--fresh] BYTES [REPEATS]
  *
- * Prints "bytes seconds MB_per_s" for the best of REPEATS runs (default 3).
+ * Prints "bytes seconds MB_per_s" for the best of REPEATS runs (default 3).  The receiver's
+ * memory is allocated and touched once, before the first run, unless --fresh: then each run
+ * receives into memory allocated for it and not touched before, as a rebuilding server's
+ * new shard is, and the time includes the kernel faulting it in.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -62,8 +66,9 @@ static void sink_cb(void *arg)
 
 int main(int argc, char **argv)
 {
-    size_t bytes = argc > 1 ? strtoull(argv[1], NULL, 10) : 0;
-    int repeats = argc > 2 ? atoi(argv[2]) : 3;
+    const int fresh = argc > 1 && strcmp(argv[1], "--fresh") == 0;
+    size_t bytes = argc > 1 + fresh ? strtoull(argv[1 + fresh], NULL, 10) : 0;
+    int repeats = argc > 2 + fresh ? atoi(argv[2 + fresh]) : 3;
     nng_socket req;
     nng_listener l;
     nng_sockaddr sa;
@@ -73,18 +78,19 @@ int main(int argc, char **argv)
     int rv;
 
     if (bytes == 0 || repeats < 1) {
-        fprintf(stderr, "usage: xfer BYTES [REPEATS]\n");
+        fprintf(stderr, "usage: xfer [--fresh] BYTES [REPEATS]\n");
         return 2;
     }
     src = malloc(bytes);
-    sink.dst = malloc(bytes);
+    sink.dst = fresh ? NULL : malloc(bytes);
     sink.dst_len = bytes;
-    if (!src || !sink.dst) {
+    if (!src || (!fresh && !sink.dst)) {
         fprintf(stderr, "xfer: out of memory\n");
         return 1;
     }
     memset(src, 0x5a, bytes);
-    memset(sink.dst, 0, bytes);
+    if (!fresh)
+        memset(sink.dst, 0, bytes);
     if ((rv = nng_rep0_open(&sink.sock)) != 0 ||
         (rv = nng_socket_set_size(sink.sock, NNG_OPT_RECVMAXSZ, XFER_MSG + 64)) != 0 ||
         (rv = nng_listener_create(&l, sink.sock, "tcp://127.0.0.1:0")) != 0 ||
@@ -114,6 +120,18 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < XFER_FLIGHT; i++) {
             nng_ctx_open(&ctx[i], req);
             nng_aio_alloc(&aio[i], NULL, NULL);
+        }
+        if (fresh) {
+            /* Pages never touched (mmap's, not a heap's that may be reused); the sink is
+             * idle between runs. */
+            if (sink.dst)
+                munmap(sink.dst, bytes);
+            sink.dst =
+                mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+            if (sink.dst == MAP_FAILED) {
+                fprintf(stderr, "xfer: out of memory\n");
+                return 1;
+            }
         }
         clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {
@@ -168,6 +186,9 @@ int main(int argc, char **argv)
     }
     printf("%zu %.6f %.1f\n", bytes, best, (double)bytes / best / 1e6);
     free(src);
-    free(sink.dst);
+    if (fresh)
+        munmap(sink.dst, bytes);
+    else
+        free(sink.dst);
     return 0;
 }
