@@ -243,12 +243,13 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
         if (rb)
             json_object_set_new(
                 o, "rebuild",
-                json_pack("{sI sI sI sI sI sI sI sI}", "rows_rebuilt", (json_int_t)rb->rows_rebuilt,
+                json_pack("{sI sI sI sI sI sI sI sI sI}", "rows_rebuilt", (json_int_t)rb->rows_rebuilt,
                           "rows_lost", (json_int_t)rb->rows_lost, "rows_from_log",
                           (json_int_t)rb->rows_from_log, "entries_replayed",
                           (json_int_t)rb->entries_replayed, "entries_skipped",
                           (json_int_t)rb->entries_skipped, "workers", (json_int_t)rb->workers,
-                          "bytes", (json_int_t)rb->bytes, "ms", (json_int_t)rb->ms));
+                          "bytes", (json_int_t)rb->bytes, "ms", (json_int_t)rb->ms, "replay_ms",
+                          (json_int_t)rb->replay_ms));
     }
     for (int c = 1; c < FLR_E_COUNT_; c++) {
         uint64_t n = s->rejected[c];
@@ -518,7 +519,7 @@ static int srv_rebuild_lease(void *arg)
  * before the shard serves.  Runs on the owner thread and blocks until every live worker
  * has answered or gone; on failure the caller closes the half-rebuilt shard.
  */
-static int srv_rebuild(struct srv *s, uint32_t shard)
+static int srv_rebuild(struct srv *s, uint32_t shard, int64_t open_ms)
 {
     struct flr_shard *sh = s->shards[shard];
     struct flr_rebuild_cfg cfg = {0};
@@ -537,7 +538,10 @@ static int srv_rebuild(struct srv *s, uint32_t shard)
     cfg.timeout_ms = 0; /* a worker is asked until it answers or its node goes */
     cfg.keep_lease = srv_rebuild_lease;
     cfg.arg = s;
-    flr_notice("srv.rebuild", "shard %u: rebuilding from the workers' copies and logs", shard);
+    flr_notice("srv.rebuild",
+               "shard %u: opened in %lld ms; rebuilding from the workers' copies "
+               "and logs",
+               shard, (long long)open_ms);
     if ((rv = flr_rebuild_shard(sh, &cfg, &r)) != 0)
         return rv;
     if ((rv = flr_shard_restore(sh, &r)) != 0) {
@@ -545,14 +549,15 @@ static int srv_rebuild(struct srv *s, uint32_t shard)
         return rv;
     }
     flr_notice("srv.rebuilt",
-               "shard %u: rebuilt at stamp %llu from %u workers in %lld ms (%llu bytes): %llu rows "
+               "shard %u: rebuilt at stamp %llu from %u workers in %lld ms (%llu bytes streamed "
+               "in %lld ms, logs replayed in %lld ms): %llu rows "
                "from copies, %llu from logs, %llu lost; %llu log entries replayed, %llu "
                "already in copies, %zu pushes held for open clocks",
                shard, (unsigned long long)r.stamp, r.workers, (long long)r.ms,
-               (unsigned long long)r.bytes, (unsigned long long)r.rows_rebuilt,
-               (unsigned long long)r.rows_from_log, (unsigned long long)r.rows_lost,
-               (unsigned long long)r.entries_replayed, (unsigned long long)r.entries_skipped,
-               r.nheld);
+               (unsigned long long)r.bytes, (long long)(r.ms - r.replay_ms), (long long)r.replay_ms,
+               (unsigned long long)r.rows_rebuilt, (unsigned long long)r.rows_from_log,
+               (unsigned long long)r.rows_lost, (unsigned long long)r.entries_replayed,
+               (unsigned long long)r.entries_skipped, r.nheld);
     flr_rebuild_result_free(&r);
     return 0;
 }
@@ -703,6 +708,7 @@ static int srv_sync_shards(struct srv *s)
             s->shards[i] = NULL;
         }
         if (mine) {
+            const int64_t t_open = flr_now_ms();
             if ((rv = flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id)) !=
                 0) {
                 flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
@@ -717,7 +723,7 @@ static int srv_sync_shards(struct srv *s)
                 s->resync_ms = flr_now_ms() + 1000;
                 continue;
             }
-            if (!rec.from1 && rec.rebuild && (rv = srv_rebuild(s, i)) != 0) {
+            if (!rec.from1 && rec.rebuild && (rv = srv_rebuild(s, i, flr_now_ms() - t_open)) != 0) {
                 flr_err("srv.rebuild", "shard %u: cannot rebuild it from the workers: %s; retrying",
                         i, flr_strerror(rv));
                 flr_shard_close(s->shards[i]);

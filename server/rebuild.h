@@ -46,6 +46,8 @@ struct flr_rebuild_result {
     uint32_t workers;          /* workers that contributed */
     uint64_t bytes;            /* bytes streamed from the workers */
     int64_t ms;                /* wall time of the rebuild */
+    int64_t replay_ms;         /* of which replaying the logs and installing (the rest: the
+                                  workers' streams) */
 };
 
 /* Frees what a result still owns (arrays, held messages not taken over). */

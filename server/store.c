@@ -995,6 +995,36 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
     return 0;
 }
 
+/* A dense table's accumulator: a zeroed row per slice row, allocated once. */
+static int tsh_acc_alloc_dense(struct flr_tshard *t)
+{
+    size_t words = ((size_t)t->nrows + 63) / 64;
+    uint64_t *bits;
+    float *acc;
+
+    if ((size_t)t->nrows > SIZE_MAX / sizeof(float) / t->dim)
+        return FLR_ENOMEM;
+    if ((bits = calloc(words, sizeof(*bits))) == NULL)
+        return FLR_ENOMEM;
+    if ((acc = tsh_aligned((size_t)t->nrows * t->dim * sizeof(float))) == NULL) {
+        free(bits);
+        return FLR_ENOMEM;
+    }
+    memset(acc, 0, (size_t)t->nrows * t->dim * sizeof(float));
+    t->acc_bits = bits;
+    t->acc = acc;
+    t->acc_words = words;
+    t->acc_cap = t->nrows;
+    return 0;
+}
+
+int flr_tshard_reserve_acc(struct flr_tshard *t)
+{
+    if (t->spec.kind != FLR_TABLE_DENSE || t->acc != NULL || t->nrows == 0)
+        return 0;
+    return tsh_acc_alloc_dense(t);
+}
+
 /* Makes room in the accumulator for n more gradient rows. */
 static int tsh_acc_reserve(struct flr_tshard *t, uint32_t n)
 {
@@ -1002,21 +1032,8 @@ static int tsh_acc_reserve(struct flr_tshard *t, uint32_t n)
     int rv;
 
     if (t->spec.kind == FLR_TABLE_DENSE) {
-        if (t->acc == NULL && t->nrows > 0) {
-            size_t words = ((size_t)t->nrows + 63) / 64;
-            if ((size_t)t->nrows > SIZE_MAX / sizeof(float) / t->dim)
-                return FLR_ENOMEM;
-            if ((t->acc_bits = calloc(words, sizeof(*t->acc_bits))) == NULL)
-                return FLR_ENOMEM;
-            if ((t->acc = tsh_aligned((size_t)t->nrows * t->dim * sizeof(float))) == NULL) {
-                free(t->acc_bits);
-                t->acc_bits = NULL;
-                return FLR_ENOMEM;
-            }
-            memset(t->acc, 0, (size_t)t->nrows * t->dim * sizeof(float));
-            t->acc_words = words;
-            t->acc_cap = t->nrows;
-        }
+        if (t->acc == NULL && t->nrows > 0 && (rv = tsh_acc_alloc_dense(t)) != 0)
+            return rv;
         need = t->ntouched + n < t->nrows ? t->ntouched + n : t->nrows;
     } else {
         need = t->acc_index.count + n;

@@ -73,6 +73,16 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
 /* Adds n gradients (already checked) into the accumulator. Returns 0 or FLR_ENOMEM. */
 int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads);
 
+/*
+ * BSP, dense tables: allocates the accumulator now (zeroed, its memory faulted in) rather
+ * than at the first push; nothing for a sparse table or one that has it.  It touches only
+ * the accumulator, so it may run on another thread while this one imports or reads rows
+ * of the same table (a rebuild prepares it while the workers stream), never beside
+ * flr_tshard_accumulate(), flr_tshard_apply_accumulated() or flr_store_bytes().  Returns 0
+ * or FLR_ENOMEM.
+ */
+int flr_tshard_reserve_acc(struct flr_tshard *t);
+
 /* Applies the accumulated gradients once per touched row (ascending row order) with stamp,
  * then clears the accumulator. Returns 0 or FLR_ENOMEM. */
 int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp);

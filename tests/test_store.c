@@ -1025,7 +1025,9 @@ static void summed_push(uint32_t dim, const uint64_t *row_keys, uint64_t *keys, 
     }
 }
 
-static void accumulate_equals_one_summed_apply(enum flr_table_kind kind)
+/* reserve: the accumulator is allocated ahead (flr_tshard_reserve_acc), as a rebuild does;
+ * the sums must not change. */
+static void accumulate_equals_one_summed_apply(enum flr_table_kind kind, int reserve)
 {
     enum { DIM = 6 };
     struct flr_job_spec spec;
@@ -1044,6 +1046,17 @@ static void accumulate_equals_one_summed_apply(enum flr_table_kind kind)
                       *te = flr_store_table(each, 1);
     struct snap sa, ss, se;
 
+    if (reserve) {
+        size_t before = flr_store_bytes(acc);
+        assert_int_equal(flr_tshard_reserve_acc(ta), 0);
+        size_t after = flr_store_bytes(acc);
+        assert_int_equal(flr_tshard_reserve_acc(ta), 0); /* once is enough */
+        assert_int_equal(flr_store_bytes(acc), after);
+        if (kind == FLR_TABLE_DENSE)
+            assert_true(after >= before + 10 * DIM * sizeof(float)); /* a row per slice row */
+        else
+            assert_int_equal(after, before); /* sparse: grown as rows come */
+    }
     for (int round = 0; round < 2; round++) {
         uint64_t stamp = 5 + (uint64_t)round;
         for (uint32_t w = 0; w < NW; w++) {
@@ -1085,12 +1098,18 @@ static void accumulate_equals_one_summed_apply(enum flr_table_kind kind)
 
 static void dense_accumulate_equals_one_summed_apply(void **state)
 {
-    accumulate_equals_one_summed_apply(FLR_TABLE_DENSE);
+    accumulate_equals_one_summed_apply(FLR_TABLE_DENSE, 0);
 }
 
 static void sparse_accumulate_equals_one_summed_apply(void **state)
 {
-    accumulate_equals_one_summed_apply(FLR_TABLE_SPARSE);
+    accumulate_equals_one_summed_apply(FLR_TABLE_SPARSE, 0);
+}
+
+static void accumulator_reserved_ahead_sums_the_same(void **state)
+{
+    accumulate_equals_one_summed_apply(FLR_TABLE_DENSE, 1);
+    accumulate_equals_one_summed_apply(FLR_TABLE_SPARSE, 1);
 }
 
 /* ---- growth and accounting ----------------------------------------------------------------- */
@@ -1442,6 +1461,7 @@ int main(void)
         cmocka_unit_test(adam_rows_count_their_own_steps),
         cmocka_unit_test(dense_accumulate_equals_one_summed_apply),
         cmocka_unit_test(sparse_accumulate_equals_one_summed_apply),
+        cmocka_unit_test(accumulator_reserved_ahead_sums_the_same),
         cmocka_unit_test(sparse_growth_keeps_every_row),
         cmocka_unit_test(bytes_and_rows_follow_the_slices),
         cmocka_unit_test(alloc_rejects_bad_arguments),
