@@ -43,8 +43,8 @@ cluster_zk_start 200
 echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
 "$build/flr-datagen" --rows 3000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
 
-printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
-    xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms rply_ms
+printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
+    xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms strm_MB rply_ms
 for s in $sizes; do
     job=rec$s
     dim=$((s * 1048576 / (64 * 4)))
@@ -70,8 +70,10 @@ for s in $sizes; do
     open=$(grep -o 'opened in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     strm=$(grep -o 'streamed in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     rply=$(grep -o 'replayed in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
+    mb=$(grep -o '([0-9]* bytes streamed' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
+    mb=${mb:+$((mb / 1000000))}
     rebuild=$((kill - detect))
-    printf '%8d %12d %14d %8d %9.2f %8d %10d %8d %8s %8s %8s\n' "$s" "$kill" "$rebuild" "$xfer" \
+    printf '%8d %12d %14d %8d %9.2f %8d %10d %8d %8s %8s %8s %8s\n' "$s" "$kill" "$rebuild" "$xfer" \
         "$(awk -v a="$rebuild" -v b="$xfer" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$lost" \
-        "$rebuilt" "$fresh" "${open:--}" "${strm:--}" "${rply:--}"
+        "$rebuilt" "$fresh" "${open:--}" "${strm:--}" "${mb:--}" "${rply:--}"
 done

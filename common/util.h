@@ -136,11 +136,10 @@ static inline void flr_prefault(void *p, size_t len)
         (void)madvise((void *)ha, he - ha, MADV_HUGEPAGE);
 #endif
 #ifdef MADV_POPULATE_WRITE
-    /* In steps: the kernel holds the process's memory map lock while it populates, and
-     * another thread's mmap() (a large malloc) waits for it. */
-    for (uintptr_t at = pa; at < pe; at += (uintptr_t)32 << 20)
-        (void)madvise((void *)at, pe - at < ((uintptr_t)32 << 20) ? pe - at : (uintptr_t)32 << 20,
-                      MADV_POPULATE_WRITE);
+    /* A huge page at a time: the kernel holds the process's memory map lock while it
+     * populates, and another thread's mmap() or brk() (a large malloc) waits for it. */
+    for (uintptr_t at = pa; at < pe; at += huge)
+        (void)madvise((void *)at, pe - at < huge ? pe - at : huge, MADV_POPULATE_WRITE);
 #endif
     (void)ha, (void)he, (void)pa, (void)pe;
 }
