@@ -243,9 +243,9 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
         if (rb)
             json_object_set_new(
                 o, "rebuild",
-                json_pack("{sI sI sI sI sI sI sI sI sI}", "rows_rebuilt", (json_int_t)rb->rows_rebuilt,
-                          "rows_lost", (json_int_t)rb->rows_lost, "rows_from_log",
-                          (json_int_t)rb->rows_from_log, "entries_replayed",
+                json_pack("{sI sI sI sI sI sI sI sI sI}", "rows_rebuilt",
+                          (json_int_t)rb->rows_rebuilt, "rows_lost", (json_int_t)rb->rows_lost,
+                          "rows_from_log", (json_int_t)rb->rows_from_log, "entries_replayed",
                           (json_int_t)rb->entries_replayed, "entries_skipped",
                           (json_int_t)rb->entries_skipped, "workers", (json_int_t)rb->workers,
                           "bytes", (json_int_t)rb->bytes, "ms", (json_int_t)rb->ms, "replay_ms",
