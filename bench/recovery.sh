@@ -45,8 +45,10 @@ echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
 
 printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
     xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms strm_MB rply_ms
+n=0
 for s in $sizes; do
-    job=rec$s
+    n=$((n + 1))
+    job=rec$s-$n # a size may be given more than once: each run is a job of its own
     dim=$((s * 1048576 / (64 * 4)))
     bytes=$((s * 1048576))
     iters=$((2048 / s > 6 ? 2048 / s : 6)) # a few seconds of training before the kill
