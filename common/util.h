@@ -118,11 +118,12 @@ static inline size_t flr_lower_bound_u64(const void *base, size_t n, size_t stri
 }
 
 /*
- * Prepares [p, p + len), a large buffer about to be written in full (a shard's rows), in
- * two requests to the kernel instead of a trap per page on first touch: back it with huge
- * pages where it can, and fault it in now.  On a virtual machine the first touch of fresh
- * memory one page at a time can cost more than filling it.  Best effort: a kernel without
- * these advices (MADV_POPULATE_WRITE is Linux 5.14) leaves the pages to fault in as usual.
+ * Prepares [p, p + len), a large buffer about to be written in full (a shard's rows), by
+ * asking the kernel instead of taking a trap per page on first touch: back it with huge
+ * pages where it can, and fault it in now, a huge page per request.  On a virtual machine
+ * the first touch of fresh memory one page at a time can cost more than filling it.  Best
+ * effort: a kernel without these advices (MADV_POPULATE_WRITE is Linux 5.14) leaves the
+ * pages to fault in as usual.
  */
 static inline void flr_prefault(void *p, size_t len)
 {
