@@ -12,20 +12,6 @@ echo "op-$RANDOM$RANDOM$RANDOM" >"$T/token" # operator commands (kill-server) ne
 "$B/flr-datagen" --rows 24000 --test-rows 1000 --seed 5 --out-dir "$T/ctr" \
     >"$T/datagen.log" 2>&1 || fail "flr-datagen failed"
 
-# check PREFIX: compares PREFIX.final with the sum of PREFIX.w*.pushed, exactly.
-check() {
-    awk -v prefix="$1" '
-        FILENAME ~ /\.pushed$/ { want[$1 " " $2 " " $3] -= $4; next }
-        { got[$1 " " $2 " " $3] = $4 }
-        END {
-            n = 0; bad = 0
-            for (k in want) { n++; if (got[k] + 0 != want[k]) { bad++; if (bad <= 5) print "  " k ": got " got[k] + 0 ", want " want[k] } }
-            for (k in got) if (!(k in want) && got[k] + 0 != 0) { bad++; if (bad <= 10) print "  " k ": got " got[k] ", want 0" }
-            printf "%s: %d parameters checked, %d wrong\n", prefix, n, bad
-            exit bad > 0
-        }' "$1".w*.pushed "$1".final
-}
-
 # run JOB CONSISTENCY SERVERS K KILLS SEED: one job; KILLS servers are killed at once (by
 # flrctl kill-server, SIGKILL through the coordinator) at a seeded random moment.
 run() {
@@ -66,7 +52,7 @@ for x in f:
     print("  server %d lost: detect %d ms, recover %d ms, %d rows rebuilt, %d lost"
           % (x["server"], x["detect_ms"], x["recover_ms"], x["rows_rebuilt"], x["rows_lost"]))
 PY
-    check "$T/$job" || fail "$job: the final parameters are not the sums of the pushes"
+    oracle_check "$T/$job" || fail "$job: the final parameters are not the sums of the pushes"
 }
 
 rounds=${FLR_SOAK:-1}

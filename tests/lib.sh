@@ -64,6 +64,22 @@ ge() {
     awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 >= b + 0) }'
 }
 
+# oracle_check PREFIX: the exactly-once oracle (--model oracle, --oracle-out PREFIX):
+# compares PREFIX.final, the parameters at the end, with the sums of every worker's
+# PREFIX.w*.pushed, exactly.  Prints the count checked and wrong; fails when any is wrong.
+oracle_check() {
+    awk -v prefix="$1" '
+        FILENAME ~ /\.pushed$/ { want[$1 " " $2 " " $3] -= $4; next }
+        { got[$1 " " $2 " " $3] = $4 }
+        END {
+            n = 0; bad = 0
+            for (k in want) { n++; if (got[k] + 0 != want[k]) { bad++; if (bad <= 5) print "  " k ": got " got[k] + 0 ", want " want[k] } }
+            for (k in got) if (!(k in want) && got[k] + 0 != 0) { bad++; if (bad <= 10) print "  " k ": got " got[k] ", want 0" }
+            printf "%s: %d parameters checked, %d wrong\n", prefix, n, bad
+            exit bad > 0
+        }' "$1".w*.pushed "$1".final
+}
+
 # run_job JOB SERVERS WORKERS "COORD ARGS" "WORKER ARGS": runs a whole job and waits for it.
 # The report is $T/JOB.json.
 run_job() {
