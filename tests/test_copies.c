@@ -41,6 +41,92 @@ static void build_spec(struct flr_job_spec *s)
                                            .optim = FLR_OPT_ADAM};
 }
 
+/* ---- the copies, copied out (what the keeper encodes straight into its replies) ------- */
+
+/* page_out's sink: the keys and rows into malloc'd buffers. */
+struct cp_page_out {
+    uint64_t *keys;
+    void *rows;
+};
+
+static void *cp_page_sink(void *arg, const uint64_t *keys, uint32_t n, size_t bytes, uint64_t next)
+{
+    struct cp_page_out *o = arg;
+
+    (void)next;
+    if (n == 0)
+        return o; /* nothing to write, and not a failure */
+    if (!(o->keys = malloc((size_t)n * sizeof(uint64_t))) || !(o->rows = malloc(bytes))) {
+        free(o->keys);
+        o->keys = NULL;
+        return NULL;
+    }
+    memcpy(o->keys, keys, (size_t)n * sizeof(uint64_t));
+    return o->rows;
+}
+
+/* A page of copies from cursor on (no end); *keys and *rows malloc'd, NULL when *n is 0. */
+static int page_out(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
+                    uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
+                    uint64_t *next)
+{
+    struct cp_page_out o = {0};
+    int rv = flr_copies_page_into(cs, shard, table, cursor, 0, max_rows, max_bytes, cp_page_sink,
+                                  &o, n, next);
+
+    *keys = o.keys;
+    *rows = o.rows;
+    return rv;
+}
+
+static void entry_fini(struct flr_copies_entry *e)
+{
+    free(e->keys);
+    free(e->grads);
+    e->keys = NULL;
+    e->grads = NULL;
+}
+
+/* log_next's callback: copies the entry out. */
+struct cp_log_out {
+    struct flr_copies_entry *e;
+    uint64_t *next;
+};
+
+static int cp_log_copy(void *arg, const struct flr_copies_entry *src, uint64_t next)
+{
+    struct cp_log_out *o = arg;
+    size_t kb, gb;
+
+    if (!src)
+        return FLR_ENOT_FOUND;
+    kb = (size_t)src->nkeys * sizeof(uint64_t);
+    gb = (size_t)src->nkeys * src->dim * sizeof(float);
+    *o->e = *src;
+    o->e->keys = malloc(kb ? kb : 1);
+    o->e->grads = malloc(gb ? gb : 1);
+    if (!o->e->keys || !o->e->grads) {
+        entry_fini(o->e);
+        return FLR_ENOMEM;
+    }
+    memcpy(o->e->keys, src->keys, kb);
+    memcpy(o->e->grads, src->grads, gb);
+    *o->next = next;
+    return 0;
+}
+
+/* The shard's first entry with pseq > cursor, copied out (free with entry_fini); *next its
+ * pseq, or UINT64_MAX when it is the last.  FLR_ENOT_FOUND when there is none. */
+static int log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
+                    struct flr_copies_entry *e, uint64_t *next)
+{
+    struct cp_log_out o = {.e = e, .next = next};
+
+    memset(e, 0, sizeof(*e));
+    *next = UINT64_MAX;
+    return flr_copies_log_into(cs, shard, cursor, 0, -1, cp_log_copy, &o);
+}
+
 static int setup(void **state)
 {
     struct flr_job_spec spec;
@@ -233,7 +319,7 @@ static void test_log_assigns_pseqs_per_shard_in_order(void **state)
     assert_int_equal(p[3], INC + 1);
 
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(flr_copies_log_next(cs, 0, cursor, &e, &next), 0);
+        assert_int_equal(log_next(cs, 0, cursor, &e, &next), 0);
         assert_int_equal(e.pseq, p[i]);
         assert_int_equal(e.clock, clocks[i]);
         assert_int_equal(e.table, SGD);
@@ -244,9 +330,9 @@ static void test_log_assigns_pseqs_per_shard_in_order(void **state)
         assert_true(e.grads[1] == -(float)flr_key_row(e.keys[0]));
         assert_int_equal(next, i < 2 ? p[i] : UINT64_MAX);
         cursor = e.pseq;
-        flr_copies_entry_fini(&e);
+        entry_fini(&e);
     }
-    assert_int_equal(flr_copies_log_next(cs, 0, cursor, &e, &next), FLR_ENOT_FOUND);
+    assert_int_equal(log_next(cs, 0, cursor, &e, &next), FLR_ENOT_FOUND);
     assert_int_equal(next, UINT64_MAX);
 
     assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
@@ -264,20 +350,20 @@ static void test_cursor_survives_appends_and_truncation(void **state)
 
     append(cs, 0, 0, 1, 1, &p[0]);
     append(cs, 0, 0, 1, 2, &p[1]);
-    assert_int_equal(flr_copies_log_next(cs, 0, 0, &e, &next), 0);
+    assert_int_equal(log_next(cs, 0, 0, &e, &next), 0);
     assert_int_equal(e.pseq, p[0]);
-    flr_copies_entry_fini(&e);
+    entry_fini(&e);
     /* Meanwhile: the first entry is covered, and a new push is logged. */
     assert_int_equal(flr_copies_log_ack(cs, 0, p[0], 5), 0);
     flr_copies_log_truncate(cs, 0, p[0]);
     append(cs, 0, 0, 1, 3, &p[2]);
-    assert_int_equal(flr_copies_log_next(cs, 0, next, &e, &next), 0);
+    assert_int_equal(log_next(cs, 0, next, &e, &next), 0);
     assert_int_equal(e.pseq, p[1]);
-    flr_copies_entry_fini(&e);
-    assert_int_equal(flr_copies_log_next(cs, 0, next, &e, &next), 0);
+    entry_fini(&e);
+    assert_int_equal(log_next(cs, 0, next, &e, &next), 0);
     assert_int_equal(e.pseq, p[2]);
     assert_int_equal(next, UINT64_MAX);
-    flr_copies_entry_fini(&e);
+    entry_fini(&e);
 }
 
 static void test_truncation_drops_only_acked_covered_prefix(void **state)
@@ -300,10 +386,10 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
     assert_int_equal(m.log_entries, 2);
     assert_int_equal(m.pseq_truncated, p[1]);
     free(m.records);
-    assert_int_equal(flr_copies_log_next(cs, 0, 0, &e, &next), 0);
+    assert_int_equal(log_next(cs, 0, 0, &e, &next), 0);
     assert_int_equal(e.pseq, p[2]);
     assert_int_equal(e.acked, 0);
-    flr_copies_entry_fini(&e);
+    entry_fini(&e);
 
     /* A lower covered pseq (an older reply) truncates nothing. */
     assert_int_equal(flr_copies_log_ack(cs, 0, p[2], 13), 0);
@@ -314,11 +400,11 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
 
     /* Acknowledged but not covered stays too. */
     flr_copies_log_truncate(cs, 0, p[2]);
-    assert_int_equal(flr_copies_log_next(cs, 0, 0, &e, &next), 0);
+    assert_int_equal(log_next(cs, 0, 0, &e, &next), 0);
     assert_int_equal(e.pseq, p[3]);
     assert_int_equal(e.acked, 1);
     assert_int_equal(e.stamp, 14);
-    flr_copies_entry_fini(&e);
+    entry_fini(&e);
 
     flr_copies_log_truncate(cs, 0, UINT64_MAX);
     assert_int_equal(flr_copies_manifest(cs, 0, 0, 0, &m), 0);
@@ -327,7 +413,7 @@ static void test_truncation_drops_only_acked_covered_prefix(void **state)
     assert_int_equal(m.pseq_truncated, p[3]);
     assert_int_equal(m.pseq_sent, p[3]);
     free(m.records);
-    assert_int_equal(flr_copies_log_next(cs, 0, 0, &e, &next), FLR_ENOT_FOUND);
+    assert_int_equal(log_next(cs, 0, 0, &e, &next), FLR_ENOT_FOUND);
 }
 
 static void test_cancel_and_drop(void **state)
@@ -346,9 +432,9 @@ static void test_cancel_and_drop(void **state)
 
     assert_int_equal(flr_copies_log_drop(cs, 1, q), 0);
     assert_int_equal(flr_copies_log_drop(cs, 1, q), FLR_ENOT_FOUND);
-    assert_int_equal(flr_copies_log_next(cs, 1, p[0], &e, &next), 0);
+    assert_int_equal(log_next(cs, 1, p[0], &e, &next), 0);
     assert_int_equal(e.pseq, p[2]);
-    flr_copies_entry_fini(&e);
+    entry_fini(&e);
 }
 
 static void test_pages_are_sorted_and_resumable(void **state)
@@ -361,7 +447,7 @@ static void test_pages_are_sorted_and_resumable(void **state)
     float x[2];
     int pages = 0;
 
-    assert_int_equal(flr_copies_page(cs, 0, SGD, 0, 10, 1 << 20, &keys, &data, &n, &next), 0);
+    assert_int_equal(page_out(cs, 0, SGD, 0, 10, 1 << 20, &keys, &data, &n, &next), 0);
     assert_int_equal(n, 0);
     assert_int_equal(next, UINT64_MAX);
 
@@ -371,8 +457,7 @@ static void test_pages_are_sorted_and_resumable(void **state)
         assert_int_equal(flr_copies_put_pulled(cs, 0, SGD, &k, 1, x, 1, 0, NULL), 0);
     }
     do {
-        assert_int_equal(flr_copies_page(cs, 0, SGD, cursor, 3, 1 << 20, &keys, &data, &n, &next),
-                         0);
+        assert_int_equal(page_out(cs, 0, SGD, cursor, 3, 1 << 20, &keys, &data, &n, &next), 0);
         assert_true(n >= 1 && n <= 3);
         for (uint32_t i = 0; i < n; i++) {
             float v;
@@ -398,11 +483,11 @@ static void test_pages_are_sorted_and_resumable(void **state)
     assert_int_equal(flr_key_row(last), 99);
 
     /* The byte budget bounds a page too, but a page holds at least one row. */
-    assert_int_equal(flr_copies_page(cs, 0, SGD, 0, 100, 2 * 28, &keys, &data, &n, &next), 0);
+    assert_int_equal(page_out(cs, 0, SGD, 0, 100, 2 * 28, &keys, &data, &n, &next), 0);
     assert_int_equal(n, 2);
     free(keys);
     free(data);
-    assert_int_equal(flr_copies_page(cs, 0, SGD, 0, 100, 1, &keys, &data, &n, &next), 0);
+    assert_int_equal(page_out(cs, 0, SGD, 0, 100, 1, &keys, &data, &n, &next), 0);
     assert_int_equal(n, 1);
     free(keys);
     free(data);
@@ -474,8 +559,7 @@ static void test_concurrent_writers_and_readers(void **state)
         void *data;
         uint32_t n;
         struct flr_copies_manifest m;
-        assert_int_equal(
-            flr_copies_page(cs, round % 2, SGD, 0, 64, 1 << 20, &keys, &data, &n, &next), 0);
+        assert_int_equal(page_out(cs, round % 2, SGD, 0, 64, 1 << 20, &keys, &data, &n, &next), 0);
         free(keys);
         free(data);
         assert_int_equal(flr_copies_manifest(cs, round % 2, 0, 0, &m), 0);

@@ -485,41 +485,6 @@ out:
     return rv;
 }
 
-/* flr_copies_page's sink: the keys and rows into malloc'd buffers. */
-struct cp_page_out {
-    uint64_t *keys;
-    void *rows;
-};
-
-static void *cp_page_sink(void *arg, const uint64_t *keys, uint32_t n, size_t bytes, uint64_t next)
-{
-    struct cp_page_out *o = arg;
-
-    (void)next;
-    if (n == 0)
-        return o; /* nothing to write, and not a failure */
-    if (!(o->keys = malloc((size_t)n * sizeof(uint64_t))) || !(o->rows = malloc(bytes))) {
-        free(o->keys);
-        o->keys = NULL;
-        return NULL;
-    }
-    memcpy(o->keys, keys, (size_t)n * sizeof(uint64_t));
-    return o->rows;
-}
-
-int flr_copies_page(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
-                    uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
-                    uint64_t *next)
-{
-    struct cp_page_out o = {0};
-    int rv = flr_copies_page_into(cs, shard, table, cursor, 0, max_rows, max_bytes, cp_page_sink,
-                                  &o, n, next);
-
-    *keys = o.keys;
-    *rows = o.rows;
-    return rv;
-}
-
 /* ---- update log ------------------------------------------------------------------- */
 
 static size_t cp_entry_bytes(const struct cp_entry *e)
@@ -768,52 +733,6 @@ int flr_copies_log_into(struct flr_copies *cs, uint32_t shard, uint64_t cursor, 
 out:
     pthread_mutex_unlock(&cs->mu);
     return rv;
-}
-
-/* flr_copies_log_next's callback: copies the entry out. */
-struct cp_log_out {
-    struct flr_copies_entry *e;
-    uint64_t *next;
-};
-
-static int cp_log_copy(void *arg, const struct flr_copies_entry *src, uint64_t next)
-{
-    struct cp_log_out *o = arg;
-    size_t kb, gb;
-
-    if (!src)
-        return FLR_ENOT_FOUND;
-    kb = (size_t)src->nkeys * sizeof(uint64_t);
-    gb = (size_t)src->nkeys * src->dim * sizeof(float);
-    *o->e = *src;
-    o->e->keys = malloc(kb ? kb : 1);
-    o->e->grads = malloc(gb ? gb : 1);
-    if (!o->e->keys || !o->e->grads) {
-        flr_copies_entry_fini(o->e);
-        return FLR_ENOMEM;
-    }
-    memcpy(o->e->keys, src->keys, kb);
-    memcpy(o->e->grads, src->grads, gb);
-    *o->next = next;
-    return 0;
-}
-
-int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
-                        struct flr_copies_entry *e, uint64_t *next)
-{
-    struct cp_log_out o = {.e = e, .next = next};
-
-    memset(e, 0, sizeof(*e));
-    *next = UINT64_MAX;
-    return flr_copies_log_into(cs, shard, cursor, 0, -1, cp_log_copy, &o);
-}
-
-void flr_copies_entry_fini(struct flr_copies_entry *e)
-{
-    free(e->keys);
-    free(e->grads);
-    e->keys = NULL;
-    e->grads = NULL;
 }
 
 /* ---- manifest and stats ----------------------------------------------------------- */

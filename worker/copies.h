@@ -52,8 +52,8 @@ struct flr_copies_manifest {
                         key it starts at, tables in spec order and keys ascending */
 };
 
-/* One log entry as copied out of the store; keys and grads are malloc'd, owned by the
- * caller (free them with flr_copies_entry_fini). */
+/* One log entry as flr_copies_log_into hands it over: keys and grads point into the
+ * store and are valid only during the call. */
 struct flr_copies_entry {
     uint64_t pseq;
     int64_t clock;
@@ -119,12 +119,6 @@ int flr_copies_page_into(struct flr_copies *cs, uint32_t shard, uint32_t table, 
                          uint64_t end, uint32_t max_rows, size_t max_bytes, flr_copies_sink sink,
                          void *arg, uint32_t *n, uint64_t *next);
 
-/* The same page from cursor on (no end), copied out: *keys and *rows are malloc'd (NULL
- * when *n is 0) and owned by the caller. */
-int flr_copies_page(struct flr_copies *cs, uint32_t shard, uint32_t table, uint64_t cursor,
-                    uint32_t max_rows, size_t max_bytes, uint64_t **keys, void **rows, uint32_t *n,
-                    uint64_t *next);
-
 /*
  * Appends a push of n keys and gradients (n * dim floats of the table) of clock to the
  * shard's log, before it is first sent, and assigns its pseq.  0, FLR_EINVAL,
@@ -161,13 +155,7 @@ typedef int (*flr_copies_entry_fn)(void *arg, const struct flr_copies_entry *e, 
 int flr_copies_log_into(struct flr_copies *cs, uint32_t shard, uint64_t cursor, uint64_t end,
                         int64_t self, flr_copies_entry_fn fn, void *arg);
 
-/* Copies out the shard's first entry with pseq > cursor.  *next is its pseq, or UINT64_MAX
- * when it is the last one.  0, FLR_ENOT_FOUND (no such entry), FLR_EINVAL or FLR_ENOMEM. */
-int flr_copies_log_next(struct flr_copies *cs, uint32_t shard, uint64_t cursor,
-                        struct flr_copies_entry *e, uint64_t *next);
-void flr_copies_entry_fini(struct flr_copies_entry *e);
-
-/* Fills the shard's manifest, with the start of every page of copies as flr_copies_page
+/* Fills the shard's manifest, with the start of every page of copies as flr_copies_page_into
  * would cut them with max_rows and max_bytes (none when max_bytes is 0).  Free it with
  * flr_copies_manifest_fini.  0, FLR_EINVAL or FLR_ENOMEM. */
 int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, uint32_t max_rows, size_t max_bytes,
