@@ -750,13 +750,6 @@ int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, uint32_t max_rows
     pthread_mutex_lock(&cs->mu);
     sh = &cs->shards[shard];
     bytes = sh->nrecs * cs->rec_u64s * sizeof(uint64_t);
-    if (bytes && !(m->records = malloc(bytes))) {
-        rv = FLR_ENOMEM;
-        goto out;
-    }
-    if (bytes)
-        memcpy(m->records, sh->recs, bytes);
-    m->nrecords = sh->nrecs;
     /* What the rebuilding server will know: the log is filtered against it (a record may
      * grow, or copies arrive, after the manifest went out). */
     sh->nsent = 0;
@@ -773,10 +766,15 @@ int flr_copies_manifest(struct flr_copies *cs, uint32_t shard, uint32_t max_rows
         if (sh->tabs[i].n > 0)
             npages += (sh->tabs[i].n + cp_per_page(&sh->tabs[i], max_rows, max_bytes) - 1) /
                       cp_per_page(&sh->tabs[i], max_rows, max_bytes);
-    if (npages && !(m->pages = malloc(npages * 2 * sizeof(uint64_t)))) {
+    /* One buffer, records then pages: the MANIFEST's extra as it goes on the wire. */
+    if ((bytes || npages) && !(m->records = malloc(bytes + npages * 2 * sizeof(uint64_t)))) {
         rv = FLR_ENOMEM;
         goto out;
     }
+    if (bytes)
+        memcpy(m->records, sh->recs, bytes);
+    m->nrecords = sh->nrecs;
+    m->pages = npages ? m->records + sh->nrecs * cs->rec_u64s : NULL;
     for (uint32_t i = 0; npages && i < cs->spec.ntables; i++) {
         struct cp_table *t = &sh->tabs[i];
         size_t per;
@@ -808,8 +806,7 @@ out:
 
 void flr_copies_manifest_fini(struct flr_copies_manifest *m)
 {
-    free(m->records);
-    free(m->pages);
+    free(m->records); /* the pages are in the same buffer */
     m->records = NULL;
     m->pages = NULL;
     m->nrecords = 0;

@@ -48,8 +48,8 @@ struct flr_copies_manifest {
     size_t nrecords;
     uint64_t *records; /* malloc'd, owned by the caller: per record S, C, V[0..W-1] */
     size_t npages;
-    uint64_t *pages; /* malloc'd, owned by the caller: per page of copies, table and the
-                        key it starts at, tables in spec order and keys ascending */
+    uint64_t *pages; /* in the records' buffer, after them: per page of copies, table and
+                        the key it starts at, tables in spec order and keys ascending */
 };
 
 /* One log entry as flr_copies_log_into hands it over: keys and grads point into the

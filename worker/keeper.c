@@ -100,7 +100,6 @@ static int kp_manifest(const struct flr_keeper_ctx *ctx, const struct flr_msg *m
     struct flr_copies_manifest man;
     const size_t rec_bytes = (2 + (size_t)ctx->spec->num_workers) * sizeof(uint64_t);
     struct flr_msg r;
-    unsigned char *extra = NULL;
     char text[640];
     int rv;
 
@@ -117,19 +116,10 @@ static int kp_manifest(const struct flr_keeper_ctx *ctx, const struct flr_msg *m
     kp_reply_init(ctx, m, &r);
     r.text = text;
     r.text_len = (uint32_t)strlen(text);
-    /* extra: the records, then the pages (table, start key) */
+    /* extra: the records, then the pages (table, start key), in one buffer */
+    r.extra = man.records;
     r.extra_len = (uint64_t)man.nrecords * rec_bytes + (uint64_t)man.npages * 16;
-    if (r.extra_len && !(extra = malloc(r.extra_len))) {
-        flr_copies_manifest_fini(&man);
-        return FLR_ENOMEM;
-    }
-    if (man.nrecords)
-        memcpy(extra, man.records, man.nrecords * rec_bytes);
-    if (man.npages)
-        memcpy(extra + man.nrecords * rec_bytes, man.pages, man.npages * 16);
-    r.extra = extra;
     rv = flr_msg_to_nng(reply, &r, NULL);
-    free(extra);
     flr_copies_manifest_fini(&man);
     return rv;
 }
