@@ -1071,10 +1071,15 @@ out:
     return rv;
 }
 
-/* Queues a range to ask the worker for. */
+/* Queues a range to ask the worker for (a drained queue starts again at its front, so a
+ * long stream of follow-up ranges does not grow it). */
 static int rb_todo(struct rb_peer *p, uint32_t table, uint64_t lo, uint64_t hi)
 {
-    int rv = rb_grow((void **)&p->todo, &p->todo_cap, p->ntodo + 1, sizeof(*p->todo));
+    int rv;
+
+    if (p->todo_head == p->ntodo)
+        p->todo_head = p->ntodo = 0;
+    rv = rb_grow((void **)&p->todo, &p->todo_cap, p->ntodo + 1, sizeof(*p->todo));
 
     if (rv == 0)
         p->todo[p->ntodo++] = (struct rb_range){table, lo, hi};
