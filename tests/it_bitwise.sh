@@ -43,7 +43,8 @@ for c in "softmax sgd" "mlp adam"; do
     [ "$n" -eq 1 ] || fail "$1: expected one failure in the report, found $n"
     [ "$lost" -eq 0 ] || fail "$1: $lost rows lost"
     if ! cmp -s "$T/$1-clean.final" "$T/$1-kill.final"; then
-        diff "$T/$1-clean.final" "$T/$1-kill.final" | head -n 5 >&2
+        # diff exits 1 on a difference, or dies of SIGPIPE: neither may end the test here
+        diff "$T/$1-clean.final" "$T/$1-kill.final" | head -n 5 >&2 || true
         fail "$1 ($2): the parameters after the kill differ from the failure-free run"
     fi
     echo "$1 ($2): $(wc -l <"$T/$1-clean.final") parameters bitwise identical with and without the kill;" \
