@@ -60,10 +60,11 @@ struct cl_conn {
 
 struct chunk {
     uint32_t shard;
-    uint32_t first, n; /* slice of the routed key order */
-    int state;         /* 0 pending, 1 done, 2 retry */
-    uint64_t epoch;    /* the shard epoch it was sent with */
-    uint64_t pseq;     /* a push's sequence number (recovery flr), kept on every retry */
+    uint32_t first, n;     /* slice of the routed key order */
+    int state;             /* 0 pending, 1 done, 2 retry */
+    uint64_t epoch;        /* the shard epoch it was sent with */
+    struct flr_conn *conn; /* the connection it was sent on */
+    uint64_t pseq;         /* a push's sequence number (recovery flr), kept on every retry */
     struct flr_call call;
 };
 
@@ -118,6 +119,7 @@ struct flr_client {
     struct flr_proto_limits lim;
     struct flr_op *free_ops;
     char last_error[FLR_REASON_MAX + 64];
+    int map_stale; /* the last read of the map failed: its watches may not all be set */
 
     /* Recovery flr (docs/recovery.md); all NULL or 0 under any other mode. */
     char listen[FLR_ENDPOINT_MAX];
@@ -194,6 +196,7 @@ static int cl_read_map(struct flr_client *c)
     char path[FLR_PATH_MAX], *data, **names = NULL;
     int len, rv, n = 0;
 
+    c->map_stale = 1;
     for (uint32_t i = 0; i < c->spec.num_shards; i++) {
         flr_job_node(path, sizeof(path), c->job, "shards", i);
         /* Leave a watch: a changed record is re-read before the next request is routed. */
@@ -211,14 +214,21 @@ static int cl_read_map(struct flr_client *c)
         struct flr_server_rec srv;
         char p2[2 * FLR_PATH_MAX];
         snprintf(p2, sizeof(p2), "%s/%s", path, names[i]);
-        if (flr_zk_get(c->zk, p2, 0, &data, &len, NULL, NULL) != 0)
+        /* A watch here too: a server's record can change without the listing changing. */
+        if ((rv = flr_zk_get(c->zk, p2, 1, &data, &len, NULL, NULL)) == FLR_EZK_NONODE)
             continue; /* gone since the listing */
+        if (rv != 0) {
+            /* Skipping it could leave a connection to a process that is gone in use. */
+            flr_zk_free_names(names, n);
+            return cl_fail(c, rv, "reading server record: %s", flr_strerror(rv));
+        }
         rv = flr_server_rec_from_json(&srv, data, (size_t)len);
         free(data);
         if (rv == 0)
             (void)cl_conn_for(c, &srv);
     }
     flr_zk_free_names(names, n);
+    c->map_stale = 0;
     return 0;
 }
 
@@ -783,6 +793,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     m.shard = ch->shard;
     m.shard_epoch = c->shards[ch->shard].epoch;
     ch->epoch = m.shard_epoch;
+    ch->conn = conn;
     m.request_id = ++c->next_req;
     m.table = op->table;
     m.clock = op->clock;
@@ -920,7 +931,9 @@ static int cl_op_collect(struct flr_op *op)
 }
 
 /* Re-reads the shard map when a watch says it changed (or the session reconnected, which
- * may have lost watch events).  Costs one non-blocking queue poll when nothing changed. */
+ * may have lost watch events), or when the last read failed (it may have left watches
+ * unset, so no event would come).  Costs one non-blocking queue poll when nothing
+ * changed. */
 static int cl_follow_map(struct flr_client *c)
 {
     struct flr_zk_event ev;
@@ -929,8 +942,10 @@ static int cl_follow_map(struct flr_client *c)
     while (flr_zk_next_event(c->zk, &ev, 0) == 0)
         if (ev.kind != FLR_ZK_EV_DISCONNECTED)
             changed = 1;
-    if (changed)
+    if (changed || c->map_stale) {
+        changed = 1;
         (void)cl_read_map(c); /* on failure the old map stays; requests will retry */
+    }
     return changed;
 }
 
@@ -947,8 +962,9 @@ static int cl_op_blocked(const struct flr_op *op)
 
 /*
  * Waits for the chunks in flight.  Meanwhile follows the shard map: a chunk whose shard
- * moved to a new epoch (its server was lost and the coordinator fenced it) is cancelled
- * at once rather than left to time out against a dead server.
+ * moved to a new epoch (its server was lost and the coordinator fenced it), or whose
+ * owner is now reached by another connection (the server was replaced), is cancelled at
+ * once rather than left to time out against a dead server.
  */
 static void cl_op_wait(struct flr_op *op)
 {
@@ -959,7 +975,8 @@ static void cl_op_wait(struct flr_op *op)
             continue;
         for (size_t i = 0; i < op->nchunks; i++) {
             struct chunk *ch = op->chunks[i];
-            if (ch->state == 0 && c->shards[ch->shard].epoch != ch->epoch)
+            if (ch->state == 0 && (c->shards[ch->shard].epoch != ch->epoch ||
+                                   cl_shard_conn(c, ch->shard) != ch->conn))
                 flr_call_cancel(&ch->call);
         }
     }
