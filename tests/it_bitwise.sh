@@ -45,6 +45,9 @@ for c in "softmax sgd" "mlp adam"; do
     if ! cmp -s "$T/$1-clean.final" "$T/$1-kill.final"; then
         # diff exits 1 on a difference, or dies of SIGPIPE: neither may end the test here
         diff "$T/$1-clean.final" "$T/$1-kill.final" | head -n 5 >&2 || true
+        echo "$(diff "$T/$1-clean.final" "$T/$1-kill.final" | grep -c '^<') parameters differ;" \
+            "the rebuild, as the servers logged it:" >&2
+        grep -h 'srv\.\(rebuil\|replay\)' "$T"/server*.log >&2 || true
         fail "$1 ($2): the parameters after the kill differ from the failure-free run"
     fi
     echo "$1 ($2): $(wc -l <"$T/$1-clean.final") parameters bitwise identical with and without the kill;" \
