@@ -477,14 +477,24 @@ int flr_call_sync(struct flr_conn *conn, nng_msg *req, int timeout_ms, nng_msg *
 
 /* One control exchange (STATUS or SHUTDOWN) on a connection of its own; the reply's text,
  * when text is not NULL, is returned malloc'd and NUL-terminated. */
-static int tr_control(const char *url, const char *job, int type, uint32_t sender, int timeout_ms,
-                      char **text, size_t *len)
+int flr_control_request(nng_msg **req, const char *job, int type, uint32_t sender)
 {
-    struct flr_conn *conn = NULL;
+    struct flr_msg m = {0};
+
+    m.type = type;
+    m.job = job;
+    m.job_len = (uint32_t)strlen(job);
+    m.sender = sender;
+    m.request_id = 1;
+    m.reason = "";
+    return flr_msg_to_nng(req, &m, NULL);
+}
+
+int flr_control_reply(const nng_msg *rep, int type, char **text, size_t *len)
+{
     struct flr_proto_limits lim;
-    struct flr_msg m = {0}, r;
+    struct flr_msg r;
     msgpack_zone zone;
-    nng_msg *req, *rep = NULL;
     char why[128];
     int rv;
 
@@ -492,23 +502,11 @@ static int tr_control(const char *url, const char *job, int type, uint32_t sende
         *text = NULL;
         *len = 0;
     }
-    if ((rv = flr_conn_open(&conn, url, (size_t)64 << 20, why, sizeof(why))) != 0)
-        return rv;
-    m.type = type;
-    m.job = job;
-    m.job_len = (uint32_t)strlen(job);
-    m.sender = sender;
-    m.request_id = 1;
-    m.reason = "";
-    if ((rv = flr_msg_to_nng(&req, &m, NULL)) != 0 ||
-        (rv = flr_call_sync(conn, req, timeout_ms, &rep)) != 0) {
-        flr_conn_close(conn);
-        return rv;
-    }
     flr_proto_limits_default(&lim);
     lim.max_size = (size_t)64 << 20;
     msgpack_zone_init(&zone, 1024);
-    rv = flr_msg_decode(&r, nng_msg_body(rep), nng_msg_len(rep), &lim, &zone, why, sizeof(why));
+    rv = flr_msg_decode(&r, nng_msg_body((nng_msg *)rep), nng_msg_len(rep), &lim, &zone, why,
+                        sizeof(why));
     if (rv == 0 && (r.type != flr_reply_type(type) || r.status != 0))
         rv = r.status ? r.status : FLR_EBAD_REQUEST;
     if (rv == 0 && text) {
@@ -521,6 +519,29 @@ static int tr_control(const char *url, const char *job, int type, uint32_t sende
         }
     }
     msgpack_zone_destroy(&zone);
+    return rv;
+}
+
+static int tr_control(const char *url, const char *job, int type, uint32_t sender, int timeout_ms,
+                      char **text, size_t *len)
+{
+    struct flr_conn *conn = NULL;
+    nng_msg *req, *rep = NULL;
+    char why[128];
+    int rv;
+
+    if (text) {
+        *text = NULL;
+        *len = 0;
+    }
+    if ((rv = flr_conn_open(&conn, url, (size_t)64 << 20, why, sizeof(why))) != 0)
+        return rv;
+    if ((rv = flr_control_request(&req, job, type, sender)) != 0 ||
+        (rv = flr_call_sync(conn, req, timeout_ms, &rep)) != 0) {
+        flr_conn_close(conn);
+        return rv;
+    }
+    rv = flr_control_reply(rep, type, text, len);
     nng_msg_free(rep);
     flr_conn_close(conn);
     return rv;

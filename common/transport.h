@@ -98,6 +98,12 @@ void flr_call_cancel(struct flr_call *call);
  * for vals_out, the zero-copy path). Returns 0 or FLR_ENOMEM. */
 int flr_msg_to_nng(nng_msg **out, const struct flr_msg *m, void **vals_out);
 
+/* A control request (STATUS, SHUTDOWN) of job from sender, and the text of its reply
+ * (*text malloc'd and NUL-terminated, or NULL when text is NULL): 0, or the reply's
+ * error status.  For callers that keep such a request in flight themselves. */
+int flr_control_request(nng_msg **req, const char *job, int type, uint32_t sender);
+int flr_control_reply(const nng_msg *rep, int type, char **text, size_t *len);
+
 /* Asks the flr-server at url for its STATUS document (JSON): *text is malloc'd and
  * NUL-terminated, *len its length.  One connection per call: for tools and the
  * coordinator's polls, not for hot paths. */

@@ -79,10 +79,11 @@ struct coord_recovery {
     uint32_t target; /* FLR_NO_OWNER until placed */
     uint64_t target_incarnation;
     long long rows_rebuilt, rows_lost;
-    char outcome[64];   /* "" or why it ended other than serving */
-    int drain;          /* a drain (operator): the server lives and its shards are copied */
-    uint32_t launch_id; /* local launcher: the id it started for this recovery */
-    char request[32];   /* the operator command that started it (a drain), or "" */
+    char outcome[64];          /* "" or why it ended other than serving */
+    int drain;                 /* a drain (operator): the server lives and its shards are copied */
+    uint32_t launch_id;        /* local launcher: the id it started for this recovery */
+    char request[32];          /* the operator command that started it (a drain), or "" */
+    struct coord_probe *probe; /* a STATUS in flight to the target (in memory only) */
 };
 
 /* A recovery's figures: kill -> detected, and kill (or detection, when the kill time is

@@ -330,6 +330,98 @@ static int server_status(struct coord *c, const struct flr_server_rec *srv, json
     return *out ? 0 : FLR_EFORMAT;
 }
 
+/*
+ * A STATUS request to a recovery's target, kept in flight from one tick to the next.  A
+ * server answers requests on the thread that rebuilds its shards, so a poll sent during a
+ * rebuild is answered the moment the rebuild ends: the coordinator learns at once that the
+ * shards serve, rather than at the first short poll that happens to fit after it.
+ */
+struct coord_probe {
+    struct flr_conn *conn;
+    struct flr_call call;
+    int busy;
+    int done; /* set on nng's thread when the answer is in */
+    uint64_t incarnation;
+};
+
+#define OPS_PROBE_TIMEOUT_MS 60000
+
+static void probe_done(struct flr_call *call)
+{
+    struct coord_probe *p = call->arg;
+
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+}
+
+static void probe_free(struct coord_probe *p)
+{
+    if (!p)
+        return;
+    flr_call_cancel(&p->call);
+    flr_call_fini(&p->call);
+    if (p->call.reply)
+        nng_msg_free(p->call.reply);
+    flr_conn_close(p->conn);
+    free(p);
+}
+
+/* The target's STATUS: 0 with *out once an answer is in; FLR_ETIMEOUT while it is not (a
+ * request stays in flight); another error when the target cannot be asked. */
+static int probe_status(struct coord *c, struct coord_recovery *r, const struct flr_server_rec *t,
+                        json_t **out)
+{
+    struct coord_probe *p = r->probe;
+    char why[128], *text;
+    size_t len;
+    nng_msg *req;
+    int rv;
+
+    *out = NULL;
+    if (p && p->incarnation != t->incarnation) {
+        probe_free(p);
+        p = r->probe = NULL;
+    }
+    if (!p) {
+        if (!(p = calloc(1, sizeof(*p))))
+            return FLR_ENOMEM;
+        if ((rv = flr_call_init(&p->call)) != 0) {
+            free(p);
+            return rv;
+        }
+        if ((rv = flr_conn_open(&p->conn, t->endpoint, (size_t)64 << 20, why, sizeof(why))) != 0) {
+            flr_call_fini(&p->call);
+            free(p);
+            return rv;
+        }
+        p->call.done = probe_done;
+        p->call.arg = p;
+        p->incarnation = t->incarnation;
+        r->probe = p;
+    }
+    if (p->busy) {
+        if (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE))
+            return FLR_ETIMEOUT;
+        p->busy = 0;
+        if ((rv = p->call.rv) == 0) {
+            rv = flr_control_reply(p->call.reply, FLR_MSG_STATUS, &text, &len);
+            nng_msg_free(p->call.reply);
+            p->call.reply = NULL;
+            if (rv == 0) {
+                *out = json_loadb(text, len, 0, NULL);
+                free(text);
+                return *out ? 0 : FLR_EFORMAT;
+            }
+        }
+        /* No answer, or a refusal: ask again below. */
+    }
+    if ((rv = flr_control_request(&req, c->cfg.job, FLR_MSG_STATUS, 0)) != 0)
+        return rv;
+    p->busy = 1;
+    __atomic_store_n(&p->done, 0, __ATOMIC_RELEASE);
+    flr_call_start(&p->call, p->conn, req, OPS_PROBE_TIMEOUT_MS, NULL);
+    return FLR_ETIMEOUT;
+}
+
 /* Notes the rows each shard of a server holds (what a loss would lose). */
 static void server_note_rows(struct coord *c, json_t *st)
 {
@@ -626,6 +718,8 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
         /* The replacement died too: its shards are ACTIVE under a lost owner, which the
          * next detection turns into a recovery of its own. */
         snprintf(r->outcome, sizeof(r->outcome), "replacement server %u lost", r->target);
+        probe_free(r->probe);
+        r->probe = NULL;
         r->phase = RPH_DONE;
         return rec_save(c, r);
     }
@@ -649,15 +743,20 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
                     coord_flr(c) ? "are rebuilt from the workers" : "start again", r->target);
         return rec_save(c, r);
     }
-    if (server_status(c, t, &st) != 0)
+    if (probe_status(c, r, t, &st) != 0)
         return 0; /* not answering yet */
+    probe_free(r->probe);
+    r->probe = NULL;
     long long rebuilt = 0, lost = 0;
+    int64_t since = 0;
     json_array_foreach(json_object_get(st, "shards"), i, sh)
     {
         for (uint32_t k = 0; k < r->nshards; k++)
             if (jint(sh, "shard") == (long long)r->shards[k] &&
                 (uint64_t)jint(sh, "epoch") == r->assigned_epoch) {
                 json_t *rb = json_object_get(sh, "rebuild");
+                if (jint(sh, "serving_since_ms") > since)
+                    since = jint(sh, "serving_since_ms");
                 ready++;
                 rebuilt += jint(rb, "rows_rebuilt") + jint(rb, "rows_from_log");
                 lost += jint(rb, "rows_lost");
@@ -667,7 +766,12 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
     json_decref(st);
     if (ready < r->nshards)
         return 0;
+    /* The server says when the last shard began serving; the answer may come much later
+     * (it serves the requests queued during a rebuild first).  Its clock is trusted only
+     * between the detection and now. */
     r->serving_at_ms = flr_wall_ms();
+    if (since > r->detected_at_ms && since < r->serving_at_ms)
+        r->serving_at_ms = since;
     if (r->drain) {
         /* Copied and serving: the old server may let the shards go, then it stops. */
         const struct flr_server_rec *d = server_rec(c, r->server);
@@ -1032,8 +1136,10 @@ int coord_ops_step(struct coord *c, char *why, size_t whylen)
 
 void coord_ops_end(struct coord *c)
 {
-    for (size_t i = 0; i < c->nrecs; i++)
+    for (size_t i = 0; i < c->nrecs; i++) {
         free(c->recs[i].shards);
+        probe_free(c->recs[i].probe);
+    }
     free(c->recs);
     free(c->shardrec);
     free(c->shardver);

@@ -106,6 +106,7 @@ struct srv {
     uint64_t incarnation;
     struct flr_shard **shards; /* spec.num_shards entries, NULL when not ours */
     uint8_t *frozen;           /* spec.num_shards flags: held for a move (drain), not served */
+    int64_t *serving_ms;       /* spec.num_shards: wall-clock ms it began serving here, 0 = not */
     int64_t resync_ms;         /* when to re-read the shard map after a failed load (0 = none) */
     uint8_t *removed;          /* spec.num_workers flags: workers the coordinator removed */
     int serving_published;
@@ -229,6 +230,9 @@ static void srv_status_reply(struct srv *s, struct flr_req *req, const struct fl
         json_object_set_new(o, "sender_clock", json_integer(wc));
         json_object_set_new(o, "sender_removed", json_boolean(removed));
         json_object_set_new(o, "duplicate_pushes", json_integer((json_int_t)st->duplicate_pushes));
+        /* When it began serving here (the coordinator's measure of a recovery's end: the
+         * requests queued meanwhile may delay this answer by much longer). */
+        json_object_set_new(o, "serving_since_ms", json_integer((json_int_t)s->serving_ms[i]));
         struct flr_shard_copies c;
         if (flr_shard_copies(sh, &c))
             json_object_set_new(
@@ -706,6 +710,7 @@ static int srv_sync_shards(struct srv *s)
                        (unsigned long long)rec.epoch);
             flr_shard_close(sh);
             s->shards[i] = NULL;
+            s->serving_ms[i] = 0;
         }
         if (mine) {
             const int64_t t_open = flr_now_ms();
@@ -734,6 +739,7 @@ static int srv_sync_shards(struct srv *s)
             for (uint32_t w = 0; w < s->spec.num_workers; w++)
                 if (s->removed[w])
                     flr_shard_remove_worker(s->shards[i], w);
+            s->serving_ms[i] = flr_wall_ms();
             flr_info("srv.load", "shard %u: serving at epoch %llu (%llu rows, %zu bytes)", i,
                      (unsigned long long)rec.epoch,
                      (unsigned long long)flr_store_rows(flr_shard_store(s->shards[i])),
@@ -1146,6 +1152,7 @@ static int srv_run(struct srv *s)
         return rv;
     if (!(s->shards = calloc(s->spec.num_shards, sizeof(*s->shards))) ||
         !(s->frozen = calloc(s->spec.num_shards, 1)) ||
+        !(s->serving_ms = calloc(s->spec.num_shards, sizeof(*s->serving_ms))) ||
         !(s->removed = calloc(s->spec.num_workers, sizeof(*s->removed))))
         return FLR_ENOMEM;
     if ((rv = flr_rep_open(&s->rep, s->cfg.listen, (int)s->cfg.contexts,
@@ -1255,6 +1262,7 @@ int main(int argc, char **argv)
             flr_shard_close(s.shards[i]);
     free(s.shards);
     free(s.frozen);
+    free(s.serving_ms);
     free(s.removed);
     flr_rep_close(s.rep);
     while (s.head) {
