@@ -714,8 +714,12 @@ static int srv_sync_shards(struct srv *s)
         }
         if (mine) {
             const int64_t t_open = flr_now_ms();
-            if ((rv = flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id)) !=
-                0) {
+            /* A shard to rebuild gets its rows from the rebuild, not from initialisers. */
+            rv = !rec.from1 && rec.rebuild
+                     ? flr_shard_open_for_rebuild(&s->shards[i], &s->spec, i, rec.epoch,
+                                                  (uint32_t)s->cfg.id)
+                     : flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id);
+            if (rv != 0) {
                 flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
                 return rv;
             }

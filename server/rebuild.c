@@ -760,6 +760,26 @@ static void rb_count_rows(struct flr_rebuild *rb, struct flr_rebuild_result *r)
     }
 }
 
+/* Gives every dense row that no copy filled its initial value: the store may have been
+ * opened without them (FLR_STORE_UNINIT), and the replay starts from it. */
+static void rb_init_uncopied(struct flr_rebuild *rb)
+{
+    for (uint32_t k = 0; k < rb->spec->ntables; k++) {
+        const struct flr_table_spec *ts = &rb->spec->tables[k];
+        struct flr_tshard *t = flr_store_table(rb->store, ts->id);
+        uint64_t lo, hi;
+
+        if (ts->kind != FLR_TABLE_DENSE)
+            continue;
+        flr_shard_dense_range(rb->spec, ts, rb->shard, &lo, &hi);
+        for (uint64_t row = lo; row < hi; row++) {
+            struct rb_slot *sl = rb_map_find(&rb->row_index, flr_key(ts->id, row));
+            if (!sl || !(rb->rows[sl->val].flags & RB_ROW_COPY))
+                (void)flr_tshard_init_row(t, row);
+        }
+    }
+}
+
 int flr_rebuild_finish(struct flr_rebuild *rb, struct flr_rebuild_result *r)
 {
     uint64_t stamp;
@@ -773,6 +793,7 @@ int flr_rebuild_finish(struct flr_rebuild *rb, struct flr_rebuild_result *r)
         goto fail;
     }
     rb_dedupe(rb);
+    rb_init_uncopied(rb);
     for (size_t i = 0; i < rb->nentries; i++)
         if (rb->entries[i].e.acked > rb->max_stamp)
             rb->max_stamp = rb->entries[i].e.acked;

@@ -185,8 +185,8 @@ static void shard_free(struct flr_shard *s)
     free(s);
 }
 
-int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
-                   uint64_t epoch, uint32_t self_id)
+static int shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                      uint64_t epoch, uint32_t self_id, unsigned store_flags)
 {
     struct flr_shard *s;
     int rv;
@@ -225,7 +225,7 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
         s->bound = INT64_MAX;
         break;
     }
-    if ((rv = flr_store_alloc(&s->store, &s->spec, id)) != 0)
+    if ((rv = flr_store_alloc_flags(&s->store, &s->spec, id, store_flags)) != 0)
         goto fail;
     if (strcmp(spec->recovery, "flr") == 0) {
         s->flr = 1;
@@ -242,6 +242,18 @@ int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint3
 fail:
     shard_free(s);
     return rv;
+}
+
+int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                   uint64_t epoch, uint32_t self_id)
+{
+    return shard_open(sp, spec, id, epoch, self_id, 0);
+}
+
+int flr_shard_open_for_rebuild(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                               uint64_t epoch, uint32_t self_id)
+{
+    return shard_open(sp, spec, id, epoch, self_id, FLR_STORE_UNINIT);
 }
 
 void flr_shard_close(struct flr_shard *s)

@@ -62,6 +62,11 @@ struct flr_shard_stats {
 void flr_reply_error(struct flr_req *req, const struct flr_msg *in, const char *job, uint32_t self,
                      int status, const char *reason);
 
+/* Opens shard id at epoch to be rebuilt (flr_rebuild_shard): its dense rows' floats are
+ * left for the rebuild to fill (FLR_STORE_UNINIT). */
+int flr_shard_open_for_rebuild(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
+                               uint64_t epoch, uint32_t self_id);
+
 /* Opens shard id at epoch: creates the store (initialised rows). */
 int flr_shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, uint32_t id,
                    uint64_t epoch, uint32_t self_id);

@@ -619,7 +619,7 @@ static void tsh_fini(struct flr_tshard *t)
 }
 
 /* Sets up one table's slice. On failure the caller runs tsh_fini. */
-static int tsh_init(struct flr_tshard *t, const struct flr_store *s,
+static int tsh_init(struct flr_tshard *t, const struct flr_store *s, unsigned flags,
                     const struct flr_table_spec *spec)
 {
     uint32_t nslots;
@@ -667,12 +667,26 @@ static int tsh_init(struct flr_tshard *t, const struct flr_store *s,
     if ((rv = tsh_add_chunk(t, t->chunk_rows)) != 0)
         return rv;
     t->nrows = (uint32_t)t->chunk_rows;
-    for (uint32_t i = 0; i < t->nrows; i++)
+    for (uint32_t i = 0; i < t->nrows && !(flags & FLR_STORE_UNINIT); i++)
         tsh_init_at(t, i, t->lo + i);
     return 0;
 }
 
+int flr_tshard_init_row(struct flr_tshard *t, uint64_t row)
+{
+    if (t->spec.kind != FLR_TABLE_DENSE || row < t->lo || row >= t->hi)
+        return FLR_EKEY_RANGE;
+    tsh_init_at(t, (uint32_t)(row - t->lo), row);
+    return 0;
+}
+
 int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard)
+{
+    return flr_store_alloc_flags(sp, spec, shard, 0);
+}
+
+int flr_store_alloc_flags(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard,
+                          unsigned flags)
 {
     struct flr_store *s;
     int rv;
@@ -688,7 +702,7 @@ int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint
         s->ntables = i + 1;
         s->tables[i].dirty = &s->dirty;
         s->tables[i].tix = i;
-        if ((rv = tsh_init(&s->tables[i], s, &s->spec.tables[i])) != 0)
+        if ((rv = tsh_init(&s->tables[i], s, flags, &s->spec.tables[i])) != 0)
             goto fail_tables;
     }
     *sp = s;

@@ -30,6 +30,19 @@ struct flr_tshard;
 
 /* Creates the slices of every table of spec for one shard (dense rows initialised). */
 int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard);
+
+/*
+ * The same, but with FLR_STORE_UNINIT the dense rows' floats are left as they are: for a
+ * store that is about to be filled (a rebuild), which must give every dense row its floats
+ * (flr_tshard_import) or its initial value (flr_tshard_init_row) before anything reads it.
+ * Writing initial values only to overwrite them costs a pass over the whole slice.
+ */
+enum { FLR_STORE_UNINIT = 1 };
+int flr_store_alloc_flags(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard,
+                          unsigned flags);
+
+/* Gives a dense row of the slice its initial value, zero slots and zero metadata. */
+int flr_tshard_init_row(struct flr_tshard *t, uint64_t row);
 void flr_store_free(struct flr_store *s);
 
 /* Returns the slice of table id, or NULL when the job has no such table. */

@@ -623,6 +623,54 @@ static void rows_lost_counts_dense_rows_with_neither_copy_nor_log(void **state)
     fix_close(&f);
 }
 
+/*
+ * A store opened for a rebuild (FLR_STORE_UNINIT) holds whatever its memory held: here,
+ * poison.  The rebuild must leave no dense row so: a copied row takes its copy, every other
+ * row its initial value (with a logged update replayed on top), as an initialised store
+ * would have it.
+ */
+static void uninitialised_store_ends_with_every_dense_row_filled(void **state)
+{
+    struct fix f = {0};
+    const uint64_t recs[][2 + NW] = {{1, 0, 0, 0, 0}};
+    const float c[] = {4, 4}, g[] = {1, 1};
+    const uint64_t k6 = flr_key(DENSE, 6);
+    uint64_t lo, hi;
+
+    (void)state;
+    job_set(&f.spec, FLR_ASP, 2);
+    f.spec.tables[0].init = FLR_INIT_NORMAL;
+    assert_int_equal(flr_store_alloc_flags(&f.store, &f.spec, 1, FLR_STORE_UNINIT), 0);
+    assert_int_equal(flr_rebuild_alloc(&f.rb, &f.spec, f.store, 1, f.removed), 0);
+    flr_shard_dense_range(&f.spec, &f.spec.tables[0], 1, &lo, &hi);
+    for (uint64_t row = lo; row < hi; row++) {
+        struct flr_tshard *t = flr_store_table(f.store, DENSE);
+        unsigned char junk[DIM * 4 + 12];
+        uint64_t key = flr_key(DENSE, row);
+        memset(junk, 0x7f, sizeof(junk));
+        assert_int_equal(flr_tshard_import(t, &key, 1, junk), 0);
+    }
+    manifest(&f, 0, 1, pseq(0, 1), 0, recs, 1);
+    copy(&f, 0, DENSE, flr_key(DENSE, 4), c, 1, 0);
+    entry(&f, 0, DENSE, 0, pseq(0, 1), 0, &k6, 1, g);
+    assert_int_equal(flr_rebuild_finish(f.rb, &f.r), 0);
+    for (uint64_t row = lo; row < hi; row++) {
+        float init[DIM];
+        uint64_t stamp;
+        const float *v = row_of(&f, DENSE, row, &stamp);
+        flr_table_init_row(&f.spec.tables[0], row, init);
+        if (row == 4) {
+            assert_true(v[0] == 4 && v[1] == 4);
+        } else if (row == 6) {
+            assert_true(v[0] == init[0] - 1 && v[1] == init[1] - 1);
+        } else {
+            assert_memory_equal(v, init, sizeof(init));
+            assert_int_equal(stamp, 0);
+        }
+    }
+    fix_close(&f);
+}
+
 /* ---- bad contributions and retries ------------------------------------------------------ */
 
 static void bad_contributions_are_rejected_and_change_nothing(void **state)
@@ -1021,6 +1069,7 @@ int main(void)
         cmocka_unit_test(bsp_copies_close_the_clocks_they_contain),
         cmocka_unit_test(adam_slots_and_steps_are_restored_from_copies),
         cmocka_unit_test(rows_lost_counts_dense_rows_with_neither_copy_nor_log),
+        cmocka_unit_test(uninitialised_store_ends_with_every_dense_row_filled),
         cmocka_unit_test(bad_contributions_are_rejected_and_change_nothing),
         cmocka_unit_test(dropped_worker_keeps_its_copies_and_duplicates_apply_once),
     };
