@@ -452,6 +452,66 @@ static void requests_follow_a_shard_that_moved(void **state)
     free(v);
 }
 
+/* Whether server id's node exists now (its process registered and its session lives). */
+static int server_node_exists(int id)
+{
+    char path[FLR_PATH_MAX];
+    int exists = 0;
+
+    flr_job_node(path, sizeof(path), "ct", "servers", (uint32_t)id);
+    assert_int_equal(flr_zk_exists(co.zk, path, 0, &exists), 0);
+    return exists;
+}
+
+/*
+ * The owner of shard 0 stops answering (SIGSTOP: its connection stays open, so nothing
+ * fails) while a pull waits on it; its session expires and a new process of the same
+ * server id takes its place at another endpoint, with the shard record unchanged.  The
+ * pull must move to the new process as soon as it registers, not wait out its timeout on
+ * the old connection.
+ */
+static void request_in_flight_follows_a_replaced_server(void **state)
+{
+    uint64_t keys[DROWS], lo, hi;
+    float *v = malloc(sizeof(float) * DROWS * DDIM);
+    char path[FLR_PATH_MAX], *data;
+    struct flr_shard_rec rec;
+    struct flr_op *op;
+    pid_t old;
+    int len, owner;
+    int64_t t0;
+    (void)state;
+
+    flr_job_node(path, sizeof(path), "ct", "shards", 0);
+    assert_int_equal(flr_zk_get(co.zk, path, 0, &data, &len, NULL, NULL), 0);
+    assert_int_equal(flr_shard_rec_from_json(&rec, data, (size_t)len), 0);
+    free(data);
+    owner = (int)rec.owner;
+    assert_true(owner == 0 || owner == 1);
+    flr_shard_dense_range(&co.spec, &co.spec.tables[0], 0, &lo, &hi);
+    for (uint64_t r = lo; r < hi; r++)
+        keys[r - lo] = FLR_KEY(DENSE, r);
+
+    old = servers[owner];
+    assert_int_equal(kill(old, SIGSTOP), 0);
+    assert_int_equal(flr_pull_async(cl, DENSE, keys, (uint32_t)(hi - lo), v, &op), 0);
+    for (int i = 0; i < 300 && server_node_exists(owner); i++)
+        usleep(50 * 1000);
+    assert_false(server_node_exists(owner));
+    servers[owner] = spawn_server(owner);
+    for (int i = 0; i < 300 && !server_node_exists(owner); i++)
+        usleep(50 * 1000);
+    assert_true(server_node_exists(owner));
+
+    /* The pull's own timeout is 10 s; following the new record takes well under a second. */
+    t0 = flr_now_ms();
+    assert_int_equal(flr_wait(op), 0);
+    assert_true(flr_now_ms() - t0 < 3000);
+    kill(old, SIGKILL);
+    waitpid(old, NULL, 0);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -464,6 +524,7 @@ int main(void)
         cmocka_unit_test(clock_advances),
         cmocka_unit_test(flr_worker_serves_its_log_and_copies),
         cmocka_unit_test(requests_follow_a_shard_that_moved),
+        cmocka_unit_test(request_in_flight_follows_a_replaced_server),
     };
     int failed;
 
