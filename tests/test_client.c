@@ -41,6 +41,7 @@
 static struct flr_testzk zk;
 static struct coord co;
 static pid_t servers[2];
+static pid_t stopped; /* a server process stopped by a test, killed at teardown if still there */
 static struct flr_client *cl;
 static const char *recovery = "none"; /* the mode of the group that runs */
 
@@ -133,6 +134,11 @@ static int group_teardown(void **state)
     (void)state;
     flr_client_close(cl);
     cl = NULL;
+    if (stopped > 0) {
+        kill(stopped, SIGKILL);
+        waitpid(stopped, NULL, 0);
+        stopped = 0;
+    }
     for (int i = 0; i < 2; i++)
         if (servers[i] > 0) {
             kill(servers[i], SIGTERM);
@@ -492,7 +498,7 @@ static void request_in_flight_follows_a_replaced_server(void **state)
     for (uint64_t r = lo; r < hi; r++)
         keys[r - lo] = FLR_KEY(DENSE, r);
 
-    old = servers[owner];
+    old = stopped = servers[owner];
     assert_int_equal(kill(old, SIGSTOP), 0);
     assert_int_equal(flr_pull_async(cl, DENSE, keys, (uint32_t)(hi - lo), v, &op), 0);
     for (int i = 0; i < 300 && server_node_exists(owner); i++)
@@ -509,6 +515,7 @@ static void request_in_flight_follows_a_replaced_server(void **state)
     assert_true(flr_now_ms() - t0 < 3000);
     kill(old, SIGKILL);
     waitpid(old, NULL, 0);
+    stopped = 0;
     free(v);
 }
 
