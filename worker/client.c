@@ -191,12 +191,11 @@ static struct flr_conn *cl_conn_for(struct flr_client *c, const struct flr_serve
 }
 
 /* Re-reads shard records and server records from ZooKeeper. */
-static int cl_read_map(struct flr_client *c)
+static int cl_read_map_once(struct flr_client *c)
 {
     char path[FLR_PATH_MAX], *data, **names = NULL;
     int len, rv, n = 0;
 
-    c->map_stale = 1;
     for (uint32_t i = 0; i < c->spec.num_shards; i++) {
         flr_job_node(path, sizeof(path), c->job, "shards", i);
         /* Leave a watch: a changed record is re-read before the next request is routed. */
@@ -228,8 +227,18 @@ static int cl_read_map(struct flr_client *c)
             (void)cl_conn_for(c, &srv);
     }
     flr_zk_free_names(names, n);
-    c->map_stale = 0;
     return 0;
+}
+
+/* Reads the map; a read that failed may have left watches unset, so it is marked stale
+ * and read again at the next poll.  Not after a lost connection: its return is an event
+ * of its own, and reading again before it would only wait for it. */
+static int cl_read_map(struct flr_client *c)
+{
+    int rv = cl_read_map_once(c);
+
+    c->map_stale = rv != 0 && rv != FLR_EZK && rv != FLR_EZK_EXPIRED;
+    return rv;
 }
 
 static struct flr_conn *cl_shard_conn(struct flr_client *c, uint32_t shard)
