@@ -745,8 +745,6 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
     }
     if (probe_status(c, r, t, &st) != 0)
         return 0; /* not answering yet */
-    probe_free(r->probe);
-    r->probe = NULL;
     long long rebuilt = 0, lost = 0;
     int64_t since = 0;
     json_array_foreach(json_object_get(st, "shards"), i, sh)
@@ -765,7 +763,9 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
     server_note_rows(c, st);
     json_decref(st);
     if (ready < r->nshards)
-        return 0;
+        return 0; /* the next tick asks again, on the same connection */
+    probe_free(r->probe);
+    r->probe = NULL;
     /* The server says when the last shard began serving; the answer may come much later
      * (it serves the requests queued during a rebuild first).  Its clock is trusted only
      * between the detection and now. */
