@@ -332,9 +332,10 @@ static int server_status(struct coord *c, const struct flr_server_rec *srv, json
 
 /*
  * A STATUS request to a recovery's target, kept in flight from one tick to the next.  A
- * server answers requests on the thread that rebuilds its shards, so a poll sent during a
- * rebuild is answered the moment the rebuild ends: the coordinator learns at once that the
- * shards serve, rather than at the first short poll that happens to fit after it.
+ * server answers requests on the thread that rebuilds its shards, so a synchronous poll
+ * during a rebuild would block the coordinator's loop for its whole timeout on every tick,
+ * and time out.  This one is answered once the server is free; when the shards began
+ * serving comes in the answer (serving_since_ms), so its delay does not count.
  */
 struct coord_probe {
     struct flr_conn *conn;

@@ -411,18 +411,28 @@ static void flr_worker_serves_its_log_and_copies(void **state)
     flr_conn_close(conn);
 }
 
-/* Moves shard 0 to the other server at a new epoch, as the coordinator does. */
-static void move_shard0(void)
+/* Reads shard 0's record; returns its version. */
+static int32_t read_shard0(struct flr_shard_rec *rec)
 {
-    char path[FLR_PATH_MAX], *data, *json;
+    char path[FLR_PATH_MAX], *data;
     int len;
     int32_t ver;
-    struct flr_shard_rec rec;
 
     flr_job_node(path, sizeof(path), "ct", "shards", 0);
     assert_int_equal(flr_zk_get(co.zk, path, 0, &data, &len, &ver, NULL), 0);
-    assert_int_equal(flr_shard_rec_from_json(&rec, data, (size_t)len), 0);
+    assert_int_equal(flr_shard_rec_from_json(rec, data, (size_t)len), 0);
     free(data);
+    return ver;
+}
+
+/* Moves shard 0 to the other server at a new epoch, as the coordinator does. */
+static void move_shard0(void)
+{
+    char path[FLR_PATH_MAX], *json;
+    struct flr_shard_rec rec;
+    int32_t ver = read_shard0(&rec);
+
+    flr_job_node(path, sizeof(path), "ct", "shards", 0);
     rec.owner = rec.owner == 0 ? 1 : 0;
     rec.epoch++;
     assert_int_equal(flr_shard_rec_to_json(&rec, &json), 0);
@@ -480,18 +490,14 @@ static void request_in_flight_follows_a_replaced_server(void **state)
 {
     uint64_t keys[DROWS], lo, hi;
     float *v = malloc(sizeof(float) * DROWS * DDIM);
-    char path[FLR_PATH_MAX], *data;
     struct flr_shard_rec rec;
     struct flr_op *op;
     pid_t old;
-    int len, owner;
+    int owner;
     int64_t t0;
     (void)state;
 
-    flr_job_node(path, sizeof(path), "ct", "shards", 0);
-    assert_int_equal(flr_zk_get(co.zk, path, 0, &data, &len, NULL, NULL), 0);
-    assert_int_equal(flr_shard_rec_from_json(&rec, data, (size_t)len), 0);
-    free(data);
+    (void)read_shard0(&rec);
     owner = (int)rec.owner;
     assert_true(owner == 0 || owner == 1);
     flr_shard_dense_range(&co.spec, &co.spec.tables[0], 0, &lo, &hi);
