@@ -38,7 +38,6 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -643,7 +642,10 @@ static int rb_replay_bsp(struct flr_rebuild *rb, struct flr_rebuild_result *r, u
                 r->entries_skipped++;
                 continue;
             }
-            if ((rv = flr_tshard_accumulate(t, keys, n, grads)) != 0)
+            /* An entry's own buffers live as long as the rebuild; a restricted one's are
+             * reused by the next rb_restrict(). */
+            if ((rv = keys == x->e.keys ? flr_tshard_accumulate_ref(t, keys, n, grads)
+                                        : flr_tshard_accumulate(t, keys, n, grads)) != 0)
                 return rv;
             touched[rb_spec_index(rb->spec, x->e.table)] = 1;
             any = 1;
@@ -882,45 +884,6 @@ struct rb_net {
     int64_t listed_ms;        /* when /workers was last read */
     struct flr_waitgroup *wg; /* every request; woken as each answer comes in */
 };
-
-/*
- * BSP: the replay sums the pushes of a clock in the dense tables' accumulators, and the
- * shard needs them for its next clock anyway.  Allocating and faulting in an accumulator as
- * large as the table costs about as much as streaming it, so a thread of its own does it
- * while the workers stream (flr_tshard_reserve_acc touches nothing the streaming does).  A
- * failure is left for the replay to meet and report.
- */
-struct rb_prep {
-    struct flr_store *store;
-    const struct flr_job_spec *spec;
-    pthread_t thread;
-    int started;
-};
-
-static void *rb_prep_main(void *arg)
-{
-    struct rb_prep *p = arg;
-
-    for (uint32_t i = 0; i < p->spec->ntables; i++)
-        (void)flr_tshard_reserve_acc(flr_store_table(p->store, p->spec->tables[i].id));
-    return NULL;
-}
-
-static void rb_prep_start(struct rb_prep *p, struct flr_store *store,
-                          const struct flr_job_spec *spec)
-{
-    p->store = store;
-    p->spec = spec;
-    p->started =
-        spec->consistency == FLR_BSP && pthread_create(&p->thread, NULL, rb_prep_main, p) == 0;
-}
-
-static void rb_prep_join(struct rb_prep *p)
-{
-    if (p->started)
-        pthread_join(p->thread, NULL);
-    p->started = 0;
-}
 
 /* Runs on nng's thread when a request completes, before the wait group counts it. */
 static void rb_req_done(struct flr_call *call)
@@ -1419,7 +1382,6 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
 {
     struct rb_net n = {.cfg = cfg, .sh = sh, .npeers = cfg->spec->num_workers};
     const int64_t t0 = flr_now_ms();
-    struct rb_prep prep = {0};
     int64_t t1;
     uint64_t seen = 0;
     int rv;
@@ -1446,7 +1408,6 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
         return rv;
     }
     msgpack_zone_init(&n.zone, 4096);
-    rb_prep_start(&prep, flr_shard_store(sh), cfg->spec);
 
     for (;;) {
         int active = 0, waiting = 0;
@@ -1487,7 +1448,6 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
             goto out;
     }
     t1 = flr_now_ms();
-    rb_prep_join(&prep);
     if ((rv = flr_rebuild_finish(n.rb, r)) == 0) {
         r->bytes = n.bytes;
         r->ms = flr_now_ms() - t0;
@@ -1499,7 +1459,6 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
     }
 
 out:
-    rb_prep_join(&prep);
     /* Stop every call before anything it could call back into goes. */
     for (uint32_t w = 0; w < n.npeers; w++) {
         rb_peer_disconnect(&n.peers[w]);

@@ -556,22 +556,26 @@ static int shard_close_clocks(struct flr_shard *s)
             for (uint32_t k = 0; k < s->spec.ntables; k++)
                 if (s->spec.tables[k].id == m->table)
                     touched[k] = 1;
+            /* By reference: the messages are freed once the clock is applied. */
             if (rv == 0)
-                rv = flr_tshard_accumulate(t, m->keys, m->nkeys, m->vals);
+                rv = flr_tshard_accumulate_ref(t, m->keys, m->nkeys, m->vals);
             if (m->seq > s->frontier[m->sender])
                 s->frontier[m->sender] = m->seq;
             if (m->seq > s->maxseq[m->sender])
                 s->maxseq[m->sender] = m->seq;
-            nng_msg_free(s->pushes.v[j].msg);
         }
         s->stamp++;
         for (uint32_t w = 0; w < s->nworkers; w++)
             shard_cov_append(s, w, s->stamp, s->maxseq[w]);
-        for (uint32_t k = 0; k < s->spec.ntables; k++)
+        for (uint32_t k = 0; k < s->spec.ntables; k++) {
+            struct flr_tshard *t = flr_store_table(s->store, s->spec.tables[k].id);
             if (touched[k] && rv == 0)
-                rv = flr_tshard_apply_accumulated(flr_store_table(s->store, s->spec.tables[k].id),
-                                                  s->stamp);
-        i = j;
+                rv = flr_tshard_apply_accumulated(t, s->stamp);
+            else if (touched[k])
+                flr_tshard_drop_accumulated(t);
+        }
+        for (; i < j; i++)
+            nng_msg_free(s->pushes.v[i].msg);
     }
     for (; i < s->pushes.n; i++)
         s->pushes.v[keep++] = s->pushes.v[i];

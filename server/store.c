@@ -22,7 +22,9 @@
  *   sparse: acc grows by one row per newly touched row, and a second map (row -> slot)
  *           finds it.  That map is cleared in O(1) by advancing its generation.
  * Applying sorts the touched list by row, so the cost follows the touched rows, not the
- * slice.
+ * slice.  A clock whose dense pushes name each row once (one worker, or workers with rows
+ * of their own) needs no accumulator: those pushes are kept by reference and applied as
+ * they are, and the accumulator is not even allocated until a clock needs it.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -93,6 +95,11 @@ struct tsh_touch {
     uint32_t slot; /* accumulator row */
 };
 
+struct tsh_defer {
+    const unsigned char *keys, *grads;
+    uint32_t n;
+};
+
 struct flr_tshard {
     struct flr_table_spec spec;
     const struct flr_optim_ops *ops;
@@ -124,6 +131,14 @@ struct flr_tshard {
     struct tsh_map acc_index; /* sparse: row -> slot */
     struct tsh_touch *touched;
     size_t ntouched, touched_cap;
+
+    /* Dense BSP pushes taken by reference (flr_tshard_accumulate_ref) while each names rows
+     * after all the ones before it: no row has two gradients, so their sum is each
+     * gradient itself and they are applied straight from the caller's buffers.  The first
+     * push that overlaps them moves them into the accumulator. */
+    struct tsh_defer *defer;
+    size_t ndefer, defer_cap, defer_keys;
+    uint64_t defer_end; /* one past the last row deferred */
 };
 
 struct flr_store {
@@ -140,7 +155,11 @@ static size_t tsh_round(size_t n)
     return (n + TSH_ALIGN - 1) & ~(size_t)(TSH_ALIGN - 1);
 }
 
-static void *tsh_aligned(size_t bytes)
+/* Allocates bytes aligned for vector code.  A large block is faulted in now when populate
+ * (written in full right away: initial values, an import), else only advised to take huge
+ * pages: it is filled as data arrives (a rebuild's stream), and faulting it in ahead would
+ * cost the same again before the first byte comes. */
+static void *tsh_aligned(size_t bytes, int populate)
 {
     void *p;
 
@@ -148,8 +167,10 @@ static void *tsh_aligned(size_t bytes)
         return NULL;
     if (posix_memalign(&p, TSH_ALIGN, tsh_round(bytes)) != 0)
         return NULL;
-    if (bytes >= TSH_PREFAULT_MIN)
-        flr_prefault(p, bytes); /* written in full right away (initial values, an import) */
+    if (bytes >= TSH_PREFAULT_MIN && populate)
+        flr_prefault(p, bytes);
+    else if (bytes >= TSH_PREFAULT_MIN)
+        flr_advise_huge(p, bytes);
     return p;
 }
 
@@ -282,7 +303,7 @@ static int tsh_chunk_track(struct tsh_chunk *c, size_t rows, uint32_t nh)
     return 0;
 }
 
-static int tsh_add_chunk(struct flr_tshard *t, size_t rows)
+static int tsh_add_chunk(struct flr_tshard *t, size_t rows, int populate)
 {
     struct tsh_chunk c = {0};
 
@@ -295,7 +316,7 @@ static int tsh_add_chunk(struct flr_tshard *t, size_t rows)
     }
     if (rows > SIZE_MAX / sizeof(float) / t->width)
         return FLR_ENOMEM;
-    if ((c.vals = tsh_aligned(rows * t->width * sizeof(float))) == NULL)
+    if ((c.vals = tsh_aligned(rows * t->width * sizeof(float), populate)) == NULL)
         goto fail_vals;
     if ((c.stamps = calloc(rows, sizeof(*c.stamps))) == NULL)
         goto fail_stamps;
@@ -344,7 +365,7 @@ static int tsh_sparse_row(struct flr_tshard *t, uint64_t row, uint32_t *ridx)
     if ((rv = map_reserve(&t->index, t->index.count + 1)) != 0)
         return rv;
     if (((uint64_t)t->nrows >> t->chunk_shift) == t->nchunks &&
-        (rv = tsh_add_chunk(t, t->chunk_rows)) != 0)
+        (rv = tsh_add_chunk(t, t->chunk_rows, 1)) != 0)
         return rv;
     *ridx = t->nrows++;
     tsh_init_at(t, *ridx, row);
@@ -401,10 +422,23 @@ static void tsh_copy_in(float *restrict dst, const unsigned char *restrict src, 
     memcpy(dst + i, src + i * 4, (n - i) * sizeof(float));
 }
 
-/* Returns the gradient row at g (dim floats of a wire blob) as aligned floats: g itself
- * when it is aligned for float, else a copy in scratch. */
-static const float *tsh_grad(struct flr_tshard *t, const unsigned char *g)
+/* Writes +0.0 + each of n floats of a wire blob to dst: the sum of one gradient as the
+ * accumulator forms it, which differs from the gradient itself in the sign of a zero. */
+static void tsh_sum_in(float *restrict dst, const unsigned char *restrict src, size_t n)
 {
+    for (size_t i = 0; i < n; i++)
+        dst[i] = 0.0f + flr_load_f32(src + i * 4);
+}
+
+/* Returns the gradient row at g (dim floats of a wire blob) as aligned floats: g itself
+ * when it is aligned for float, else a copy in scratch; with sum, always +0.0 + g in
+ * scratch (tsh_sum_in). */
+static const float *tsh_grad(struct flr_tshard *t, const unsigned char *g, int sum)
+{
+    if (sum) {
+        tsh_sum_in(t->scratch, g, t->dim);
+        return t->scratch;
+    }
     if ((uintptr_t)g % _Alignof(float) == 0)
         return (const float *)(const void *)g;
     tsh_copy_in(t->scratch, g, t->dim);
@@ -519,9 +553,11 @@ static void tsh_update(struct flr_tshard *t, uint32_t ridx, const float *grad, u
  * Applies len gradient floats at g (a wire blob) to the len floats at w as if they were one
  * row.  Only for tables without slots: an optimizer that keeps no slots keeps no state per
  * row besides the value (only Adam counts steps, and it has two slots), so its update is
- * element-wise, and rows that lie back to back can be updated as one.
+ * element-wise, and rows that lie back to back can be updated as one.  With sum, the
+ * update takes +0.0 + g (tsh_sum_in), as a step on an accumulated sum does.
  */
-static void tsh_apply_flat(struct flr_tshard *t, float *w, const unsigned char *g, size_t len)
+static void tsh_apply_flat(struct flr_tshard *t, float *w, const unsigned char *g, size_t len,
+                           int sum)
 {
     uint32_t steps = 0;
 
@@ -530,12 +566,15 @@ static void tsh_apply_flat(struct flr_tshard *t, float *w, const unsigned char *
         const float *grad;
         size_t m;
 
-        if ((uintptr_t)g % _Alignof(float) == 0) {
+        if ((uintptr_t)g % _Alignof(float) == 0 && !sum) {
             m = len < TSH_SPAN_MAX ? len : TSH_SPAN_MAX;
             grad = (const float *)(const void *)g;
         } else {
             m = len < TSH_BLOCK ? len : TSH_BLOCK;
-            tsh_copy_in(t->scratch, g, m);
+            if (sum)
+                tsh_sum_in(t->scratch, g, m);
+            else
+                tsh_copy_in(t->scratch, g, m);
             grad = t->scratch;
         }
         t->ops->apply(&t->spec, w, &steps, grad, (uint32_t)m);
@@ -547,19 +586,19 @@ static void tsh_apply_flat(struct flr_tshard *t, float *w, const unsigned char *
 }
 
 /* Applies the gradients at g (a wire blob, one row after another) to the nrows dense rows
- * from ridx on, and marks them with stamp. */
+ * from ridx on, and marks them with stamp; sum as for tsh_apply_flat(). */
 static void tsh_apply_run(struct flr_tshard *t, uint32_t ridx, uint32_t nrows,
-                          const unsigned char *g, uint64_t stamp)
+                          const unsigned char *g, uint64_t stamp, int sum)
 {
     struct tsh_chunk *c = &t->chunks[0];
     const size_t rowbytes = (size_t)t->dim * sizeof(float);
 
     if (t->width == t->dim) {
-        tsh_apply_flat(t, c->vals + (size_t)ridx * t->width, g, (size_t)nrows * t->dim);
+        tsh_apply_flat(t, c->vals + (size_t)ridx * t->width, g, (size_t)nrows * t->dim, sum);
     } else {
         for (uint32_t r = 0; r < nrows; r++)
             t->ops->apply(&t->spec, c->vals + (size_t)(ridx + r) * t->width, &c->steps[ridx + r],
-                          tsh_grad(t, g + r * rowbytes), t->dim);
+                          tsh_grad(t, g + r * rowbytes, sum), t->dim);
     }
     for (uint32_t r = 0; r < nrows; r++)
         c->stamps[ridx + r] = stamp;
@@ -615,6 +654,7 @@ static void tsh_fini(struct flr_tshard *t)
     free(t->acc_bits);
     free(t->acc_index.slots);
     free(t->touched);
+    free(t->defer);
     memset(t, 0, sizeof(*t));
 }
 
@@ -638,7 +678,7 @@ static int tsh_init(struct flr_tshard *t, const struct flr_store *s, unsigned fl
         return FLR_EINVAL;
     t->width = (1 + nslots) * spec->dim;
     t->scratch_len = t->dim > TSH_BLOCK ? t->dim : TSH_BLOCK;
-    if ((t->scratch = tsh_aligned(t->scratch_len * sizeof(float))) == NULL)
+    if ((t->scratch = tsh_aligned(t->scratch_len * sizeof(float), 1)) == NULL)
         return FLR_ENOMEM;
 
     if (spec->kind == FLR_TABLE_SPARSE) {
@@ -664,7 +704,7 @@ static int tsh_init(struct flr_tshard *t, const struct flr_store *s, unsigned fl
     t->chunk_rows = (size_t)(t->hi - t->lo);
     if (t->chunk_rows == 0)
         return 0;
-    if ((rv = tsh_add_chunk(t, t->chunk_rows)) != 0)
+    if ((rv = tsh_add_chunk(t, t->chunk_rows, !(flags & FLR_STORE_UNINIT))) != 0)
         return rv;
     t->nrows = (uint32_t)t->chunk_rows;
     for (uint32_t i = 0; i < t->nrows && !(flags & FLR_STORE_UNINIT); i++)
@@ -979,6 +1019,23 @@ int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *ou
     return 0;
 }
 
+/* Applies n gradient rows of a dense table, in runs of consecutive rows; sum as for
+ * tsh_apply_flat().  Room on the dirty list must be reserved. */
+static void tsh_apply_dense(struct flr_tshard *t, const unsigned char *k, uint32_t n,
+                            const unsigned char *g, uint64_t stamp, int sum)
+{
+    const size_t rowbytes = (size_t)t->dim * sizeof(float);
+
+    for (uint32_t i = 0; i < n;) {
+        uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
+        uint32_t run = tsh_run(k, i, n);
+
+        assert(row >= t->lo && row + run <= t->hi);
+        tsh_apply_run(t, (uint32_t)(row - t->lo), run, g + i * rowbytes, stamp, sum);
+        i += run;
+    }
+}
+
 int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads,
                      uint64_t stamp)
 {
@@ -989,20 +1046,13 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
     if (t->nh > 0 && (rv = tsh_dirty_reserve(t->dirty, n)) != 0)
         return rv;
     if (t->spec.kind == FLR_TABLE_DENSE) {
-        for (uint32_t i = 0; i < n;) {
-            uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
-            uint32_t run = tsh_run(k, i, n);
-
-            assert(row >= t->lo && row + run <= t->hi);
-            tsh_apply_run(t, (uint32_t)(row - t->lo), run, g + i * rowbytes, stamp);
-            i += run;
-        }
+        tsh_apply_dense(t, k, n, g, stamp, 0);
         return 0;
     }
     if ((rv = tsh_resolve(t, k, n)) != 0)
         return rv;
     for (uint32_t i = 0; i < n; i++) {
-        tsh_update(t, t->ridx[i], tsh_grad(t, g + i * rowbytes), stamp);
+        tsh_update(t, t->ridx[i], tsh_grad(t, g + i * rowbytes, 0), stamp);
         if (t->nh > 0)
             tsh_changed(t, t->ridx[i], flr_key_row(flr_load_u64(k + (size_t)i * 8)), stamp);
     }
@@ -1020,7 +1070,7 @@ static int tsh_acc_alloc_dense(struct flr_tshard *t)
         return FLR_ENOMEM;
     if ((bits = calloc(words, sizeof(*bits))) == NULL)
         return FLR_ENOMEM;
-    if ((acc = tsh_aligned((size_t)t->nrows * t->dim * sizeof(float))) == NULL) {
+    if ((acc = tsh_aligned((size_t)t->nrows * t->dim * sizeof(float), 1)) == NULL) {
         free(bits);
         return FLR_ENOMEM;
     }
@@ -1030,13 +1080,6 @@ static int tsh_acc_alloc_dense(struct flr_tshard *t)
     t->acc_words = words;
     t->acc_cap = t->nrows;
     return 0;
-}
-
-int flr_tshard_reserve_acc(struct flr_tshard *t)
-{
-    if (t->spec.kind != FLR_TABLE_DENSE || t->acc != NULL || t->nrows == 0)
-        return 0;
-    return tsh_acc_alloc_dense(t);
 }
 
 /* Makes room in the accumulator for n more gradient rows. */
@@ -1104,31 +1147,87 @@ static void tsh_acc_add(float *restrict a, const unsigned char *restrict g, uint
         a[j] += flr_load_f32(g + (size_t)j * 4);
 }
 
-int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads)
+/* Rows the current clock will change, as far as known so far, in every table. */
+static size_t tsh_pending(const struct flr_tshard *t)
 {
-    const unsigned char *k = keys, *g = grads;
+    size_t pending = 0;
+
+    for (uint32_t i = 0; i < t->store->ntables; i++)
+        pending += t->store->tables[i].ntouched + t->store->tables[i].defer_keys;
+    return pending;
+}
+
+/* Adds one push into the accumulator. */
+static int tsh_acc_push(struct flr_tshard *t, const unsigned char *k, uint32_t n,
+                        const unsigned char *g)
+{
     const size_t rowbytes = (size_t)t->dim * sizeof(float);
     int rv;
 
-    if (n == 0)
-        return 0;
     if ((rv = tsh_acc_reserve(t, n)) != 0)
         return rv;
     /* Room on the dirty list for every row the clock will change, so that applying it
      * cannot fail. */
-    if (t->nh > 0) {
-        size_t pending = n;
-        for (uint32_t i = 0; i < t->store->ntables; i++)
-            pending += t->store->tables[i].ntouched;
-        if ((rv = tsh_dirty_reserve(t->dirty, pending)) != 0)
-            return rv;
-    }
-    if ((rv = tsh_resolve(t, keys, n)) != 0)
+    if (t->nh > 0 && (rv = tsh_dirty_reserve(t->dirty, n + tsh_pending(t))) != 0)
+        return rv;
+    if ((rv = tsh_resolve(t, k, n)) != 0)
         return rv;
     for (uint32_t i = 0; i < n; i++) {
         uint64_t row = flr_key_row(flr_load_u64(k + (size_t)i * 8));
         tsh_acc_add(tsh_acc_row(t, row, t->ridx[i]), g + i * rowbytes, t->dim);
     }
+    return 0;
+}
+
+/* Moves the pushes taken by reference into the accumulator, in the order they came.  On
+ * failure the ones not moved stay deferred. */
+static int tsh_undefer(struct flr_tshard *t)
+{
+    size_t i;
+    int rv = 0;
+
+    for (i = 0; i < t->ndefer && rv == 0; i++)
+        if ((rv = tsh_acc_push(t, t->defer[i].keys, t->defer[i].n, t->defer[i].grads)) == 0)
+            t->defer_keys -= t->defer[i].n;
+    if (rv != 0)
+        i--;
+    memmove(t->defer, t->defer + i, (t->ndefer - i) * sizeof(*t->defer));
+    t->ndefer -= i;
+    return rv;
+}
+
+int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads)
+{
+    int rv;
+
+    if (n == 0)
+        return 0;
+    if (t->ndefer > 0 && (rv = tsh_undefer(t)) != 0)
+        return rv;
+    return tsh_acc_push(t, keys, n, grads);
+}
+
+int flr_tshard_accumulate_ref(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads)
+{
+    const unsigned char *k = keys;
+    int rv;
+
+    if (n == 0)
+        return 0;
+    if (t->spec.kind != FLR_TABLE_DENSE || t->ntouched > 0 ||
+        (t->ndefer > 0 && flr_key_row(flr_load_u64(k)) < t->defer_end))
+        return flr_tshard_accumulate(t, keys, n, grads);
+    if (t->ndefer == t->defer_cap) {
+        struct tsh_defer *q = tsh_grow(t->defer, &t->defer_cap, t->ndefer + 1, sizeof(*q));
+        if (q == NULL)
+            return FLR_ENOMEM;
+        t->defer = q;
+    }
+    if (t->nh > 0 && (rv = tsh_dirty_reserve(t->dirty, n + tsh_pending(t))) != 0)
+        return rv;
+    t->defer[t->ndefer++] = (struct tsh_defer){.keys = keys, .grads = grads, .n = n};
+    t->defer_keys += n;
+    t->defer_end = flr_key_row(flr_load_u64(k + (size_t)(n - 1) * 8)) + 1;
     return 0;
 }
 
@@ -1139,23 +1238,26 @@ static int tsh_touch_cmp(const void *a, const void *b)
     return (x->row > y->row) - (x->row < y->row);
 }
 
-int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
+/* Empties the accumulator; with apply, applying each touched row first. */
+static void tsh_acc_flush(struct flr_tshard *t, int apply, uint64_t stamp)
 {
     const size_t rowbytes = (size_t)t->dim * sizeof(float);
     size_t i;
 
-    for (i = 1; i < t->ntouched; i++)
+    for (i = 1; apply && i < t->ntouched; i++)
         if (t->touched[i - 1].row > t->touched[i].row)
             break;
-    if (i < t->ntouched)
+    if (apply && i < t->ntouched)
         qsort(t->touched, t->ntouched, sizeof(*t->touched), tsh_touch_cmp);
     for (i = 0; i < t->ntouched; i++) {
         const struct tsh_touch *e = &t->touched[i];
         float *a = t->acc + (size_t)e->slot * t->dim;
 
-        tsh_update(t, e->ridx, a, stamp);
-        if (t->nh > 0)
-            tsh_changed(t, e->ridx, e->row, stamp);
+        if (apply) {
+            tsh_update(t, e->ridx, a, stamp);
+            if (t->nh > 0)
+                tsh_changed(t, e->ridx, e->row, stamp);
+        }
         if (t->spec.kind == FLR_TABLE_DENSE) {
             memset(a, 0, rowbytes);
             t->acc_bits[e->ridx >> 6] &= ~((uint64_t)1 << (e->ridx & 63));
@@ -1163,7 +1265,25 @@ int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
     }
     t->ntouched = 0;
     map_clear(&t->acc_index);
+}
+
+int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
+{
+    /* Rows in the accumulator alongside deferred pushes came from earlier, lower deferred
+     * pushes (a failed tsh_undefer): applying them first keeps the rows ascending. */
+    tsh_acc_flush(t, 1, stamp);
+    for (size_t i = 0; i < t->ndefer; i++)
+        tsh_apply_dense(t, t->defer[i].keys, t->defer[i].n, t->defer[i].grads, stamp, 1);
+    t->ndefer = 0;
+    t->defer_keys = 0;
     return 0;
+}
+
+void flr_tshard_drop_accumulated(struct flr_tshard *t)
+{
+    tsh_acc_flush(t, 0, 0);
+    t->ndefer = 0;
+    t->defer_keys = 0;
 }
 
 const float *flr_tshard_peek(const struct flr_tshard *t, uint64_t row, uint64_t *stamp,

@@ -14,8 +14,9 @@
  *
  * Gradients are validated (flr_tshard_check) before they are applied, so a bad push never
  * changes a shard.  BSP aggregation: flr_tshard_accumulate() sums gradients per row into
- * an accumulator in call order; flr_tshard_apply_accumulated() applies the optimizer once
- * per touched row and clears the accumulator.
+ * an accumulator in call order (flr_tshard_accumulate_ref() skips the sum where a row has
+ * one gradient); flr_tshard_apply_accumulated() applies the optimizer once per touched row
+ * and clears the accumulator.
  */
 #ifndef FLR_STORE_H
 #define FLR_STORE_H
@@ -35,7 +36,8 @@ int flr_store_alloc(struct flr_store **sp, const struct flr_job_spec *spec, uint
  * The same, but with FLR_STORE_UNINIT the dense rows' floats are left as they are: for a
  * store that is about to be filled (a rebuild), which must give every dense row its floats
  * (flr_tshard_import) or its initial value (flr_tshard_init_row) before anything reads it.
- * Writing initial values only to overwrite them costs a pass over the whole slice.
+ * Writing initial values only to overwrite them costs a pass over the whole slice, and the
+ * slice is not faulted in ahead either: the data that fills it does that.
  */
 enum { FLR_STORE_UNINIT = 1 };
 int flr_store_alloc_flags(struct flr_store **sp, const struct flr_job_spec *spec, uint32_t shard,
@@ -87,18 +89,22 @@ int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const v
 int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads);
 
 /*
- * BSP, dense tables: allocates the accumulator now (zeroed, its memory faulted in) rather
- * than at the first push; nothing for a sparse table or one that has it.  It touches only
- * the accumulator, so it may run on another thread while this one imports or reads rows
- * of the same table (a rebuild prepares it while the workers stream), never beside
- * flr_tshard_accumulate(), flr_tshard_apply_accumulated() or flr_store_bytes().  Returns 0
- * or FLR_ENOMEM.
+ * The same, but keys and grads may be kept by reference: they must stay valid and unchanged
+ * until flr_tshard_apply_accumulated() or flr_tshard_drop_accumulated().  While a clock's
+ * pushes to a dense table each name rows above all rows before them, none is summed:
+ * applying takes each as it is, as if summed from +0.0, so the outcome is bit for bit the
+ * accumulator's.  Returns 0 or FLR_ENOMEM.
  */
-int flr_tshard_reserve_acc(struct flr_tshard *t);
+int flr_tshard_accumulate_ref(struct flr_tshard *t, const void *keys, uint32_t n,
+                              const void *grads);
 
 /* Applies the accumulated gradients once per touched row (ascending row order) with stamp,
- * then clears the accumulator. Returns 0 or FLR_ENOMEM. */
+ * then clears the accumulator.  Cannot fail once the accumulating calls succeeded: returns
+ * 0. */
 int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp);
+
+/* Empties the accumulator without applying it (a clock whose accumulating failed). */
+void flr_tshard_drop_accumulated(struct flr_tshard *t);
 
 /* Reads one row's value, slots and metadata (for tests and, later, recovery).  Returns
  * NULL when a sparse row does not exist; does not create it. */

@@ -1025,14 +1025,14 @@ static void summed_push(uint32_t dim, const uint64_t *row_keys, uint64_t *keys, 
     }
 }
 
-/* reserve: the accumulator is allocated ahead (flr_tshard_reserve_acc), as a rebuild does;
- * the sums must not change. */
-static void accumulate_equals_one_summed_apply(enum flr_table_kind kind, int reserve)
+/* by_ref: the pushes go in by reference (flr_tshard_accumulate_ref), each from a buffer of
+ * its own, as a shard's held messages are; the sums must not change. */
+static void accumulate_equals_one_summed_apply(enum flr_table_kind kind, int by_ref)
 {
     enum { DIM = 6 };
     struct flr_job_spec spec;
-    uint64_t row_keys[10], rows[10], keys[4], next = 0;
-    float g[4 * DIM];
+    uint64_t row_keys[10], rows[10], keys[4], wkeys[NW][3], next = 0;
+    float g[4 * DIM], wg[NW][3 * DIM];
 
     job_one(&spec, 2, kind, 20, DIM, FLR_OPT_MOMENTUM);
     for (int r = 0; r < 10; r++) {
@@ -1046,23 +1046,15 @@ static void accumulate_equals_one_summed_apply(enum flr_table_kind kind, int res
                       *te = flr_store_table(each, 1);
     struct snap sa, ss, se;
 
-    if (reserve) {
-        size_t before = flr_store_bytes(acc);
-        assert_int_equal(flr_tshard_reserve_acc(ta), 0);
-        size_t after = flr_store_bytes(acc);
-        assert_int_equal(flr_tshard_reserve_acc(ta), 0); /* once is enough */
-        assert_int_equal(flr_store_bytes(acc), after);
-        if (kind == FLR_TABLE_DENSE)
-            assert_true(after >= before + 10 * DIM * sizeof(float)); /* a row per slice row */
-        else
-            assert_int_equal(after, before); /* sparse: grown as rows come */
-    }
     for (int round = 0; round < 2; round++) {
         uint64_t stamp = 5 + (uint64_t)round;
         for (uint32_t w = 0; w < NW; w++) {
-            worker_push(w, DIM, row_keys, keys, g);
-            assert_int_equal(flr_tshard_accumulate(ta, keys, worker_n[w], g), 0);
-            assert_int_equal(flr_tshard_apply(te, keys, worker_n[w], g, stamp), 0);
+            worker_push(w, DIM, row_keys, wkeys[w], wg[w]);
+            if (by_ref)
+                assert_int_equal(flr_tshard_accumulate_ref(ta, wkeys[w], worker_n[w], wg[w]), 0);
+            else
+                assert_int_equal(flr_tshard_accumulate(ta, wkeys[w], worker_n[w], wg[w]), 0);
+            assert_int_equal(flr_tshard_apply(te, wkeys[w], worker_n[w], wg[w], stamp), 0);
         }
         assert_int_equal(flr_tshard_apply_accumulated(ta, stamp), 0);
         summed_push(DIM, row_keys, keys, g);
@@ -1106,10 +1098,143 @@ static void sparse_accumulate_equals_one_summed_apply(void **state)
     accumulate_equals_one_summed_apply(FLR_TABLE_SPARSE, 0);
 }
 
-static void accumulator_reserved_ahead_sums_the_same(void **state)
+static void accumulated_by_reference_sums_the_same(void **state)
 {
     accumulate_equals_one_summed_apply(FLR_TABLE_DENSE, 1);
     accumulate_equals_one_summed_apply(FLR_TABLE_SPARSE, 1);
+}
+
+/* Every row of a dense slice set to -0.0 (value and slots): where the sign of a zero sum
+ * shows. */
+static void rows_negative_zero(struct flr_tshard *t, uint64_t nrows)
+{
+    const size_t rb = flr_tshard_row_bytes(t), width = (rb - 12) / sizeof(float);
+    unsigned char *blob = calloc(nrows, rb);
+    uint64_t *keys = malloc(nrows * sizeof(*keys));
+    const float nz = -0.0f;
+
+    assert_non_null(blob);
+    assert_non_null(keys);
+    for (uint64_t r = 0; r < nrows; r++) {
+        keys[r] = flr_key(1, r);
+        for (size_t j = 0; j < width; j++)
+            memcpy(blob + r * rb + j * sizeof(float), &nz, sizeof(nz));
+    }
+    assert_int_equal(flr_tshard_import(t, keys, (uint32_t)nrows, blob), 0);
+    free(blob);
+    free(keys);
+}
+
+/* n gradient rows for rows [first, first + n) at dst (which need not be aligned), with
+ * signed zeros among them. */
+static void push_make(unsigned char *dst, uint64_t *keys, uint64_t first, uint32_t n, uint32_t dim)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        keys[i] = flr_key(1, first + i);
+        for (uint32_t j = 0; j < dim; j++) {
+            float v = j == 0 ? -0.0f : j == 1 ? 0.0f : grad_at(2, first + i, j);
+            memcpy(dst + ((size_t)i * dim + j) * sizeof(float), &v, sizeof(v));
+        }
+    }
+}
+
+/*
+ * A clock whose pushes name each row once (a worker's push cut into parts, then another
+ * worker's rows above them) is applied from the pushes themselves: bit for bit what the
+ * accumulator gives, zeros' signs included, and without allocating it.  A push that
+ * overlaps earlier ones moves them into the accumulator, with the same outcome.
+ */
+static void distinct_rows_by_reference_apply_as_summed(void **state)
+{
+    enum { DIM = 5, ROWS = 64 };
+    static const enum flr_optim_kind optims[] = {FLR_OPT_SGD, FLR_OPT_MOMENTUM, FLR_OPT_ADAM};
+    /* {first row, rows}: three distinct parts, then a part overlapping the first two. */
+    static const uint64_t parts[4][2] = {{0, 10}, {10, 10}, {30, 10}, {5, 10}};
+
+    for (size_t o = 0; o < sizeof(optims) / sizeof(optims[0]); o++) {
+        for (int overlap = 0; overlap < 2; overlap++) {
+            struct flr_job_spec spec;
+            unsigned char grads[4][10 * DIM * sizeof(float) + 1];
+            uint64_t keys[4][10], rows[ROWS];
+            struct snap sa, sr, sp;
+            const uint32_t nparts = overlap ? 4 : 3;
+
+            job_one(&spec, 1, FLR_TABLE_DENSE, ROWS, DIM, optims[o]);
+            struct flr_store *a = store_new(&spec, 0), *r = store_new(&spec, 0),
+                             *p = store_new(&spec, 0);
+            struct flr_tshard *ta = flr_store_table(a, 1), *tr = flr_store_table(r, 1),
+                              *tp = flr_store_table(p, 1);
+            for (uint64_t i = 0; i < ROWS; i++)
+                rows[i] = i;
+            rows_negative_zero(ta, ROWS);
+            rows_negative_zero(tr, ROWS);
+            rows_negative_zero(tp, ROWS);
+            const size_t before = flr_store_bytes(r);
+
+            for (uint32_t k = 0; k < nparts; k++) {
+                unsigned char *g = grads[k] + (k % 2); /* odd parts misaligned, as on the wire */
+                push_make(g, keys[k], parts[k][0], (uint32_t)parts[k][1], DIM);
+                assert_int_equal(flr_tshard_accumulate(ta, keys[k], (uint32_t)parts[k][1], g), 0);
+                assert_int_equal(flr_tshard_accumulate_ref(tr, keys[k], (uint32_t)parts[k][1], g),
+                                 0);
+                if (!overlap)
+                    assert_int_equal(flr_tshard_apply(tp, keys[k], (uint32_t)parts[k][1], g, 7), 0);
+            }
+            if (!overlap) /* nothing summed, nothing allocated */
+                assert_int_equal(flr_store_bytes(r), before);
+            assert_int_equal(flr_tshard_apply_accumulated(ta, 7), 0);
+            assert_int_equal(flr_tshard_apply_accumulated(tr, 7), 0);
+            snap_take(&sa, ta, rows, ROWS);
+            snap_take(&sr, tr, rows, ROWS);
+            snap_take(&sp, tp, rows, ROWS);
+            assert_true(snap_equal(&sa, &sr));
+            for (uint64_t i = 0; i < ROWS; i++)
+                assert_int_equal(sr.stamps[i], (i < 20 || (i >= 30 && i < 40)) ? 7 : 0);
+            /* Applying the gradients as they are turns some -0.0 into +0.0 with SGD: the
+             * data does test the sign of zero. */
+            if (!overlap && optims[o] == FLR_OPT_SGD)
+                assert_false(snap_equal(&sa, &sp));
+            snap_free(&sa);
+            snap_free(&sr);
+            snap_free(&sp);
+            flr_store_free(a);
+            flr_store_free(r);
+            flr_store_free(p);
+        }
+    }
+}
+
+/* A clock dropped (its accumulating failed) leaves nothing behind for the next apply. */
+static void dropped_accumulation_changes_nothing(void **state)
+{
+    enum { DIM = 3, ROWS = 16 };
+    struct flr_job_spec spec;
+    unsigned char grads[2][4 * DIM * sizeof(float)];
+    uint64_t keys[2][4], rows[ROWS];
+    struct snap s0, s1;
+
+    job_one(&spec, 1, FLR_TABLE_DENSE, ROWS, DIM, FLR_OPT_SGD);
+    struct flr_store *st = store_new(&spec, 0);
+    struct flr_tshard *t = flr_store_table(st, 1);
+    for (uint64_t i = 0; i < ROWS; i++)
+        rows[i] = i;
+    snap_take(&s0, t, rows, ROWS);
+    push_make(grads[0], keys[0], 0, 4, DIM);
+    push_make(grads[1], keys[1], 4, 4, DIM);
+    for (int summed = 0; summed < 2; summed++) {
+        if (summed) /* into the accumulator, and so the second push too */
+            assert_int_equal(flr_tshard_accumulate(t, keys[0], 4, grads[0]), 0);
+        else /* deferred, and so the second push too */
+            assert_int_equal(flr_tshard_accumulate_ref(t, keys[0], 4, grads[0]), 0);
+        assert_int_equal(flr_tshard_accumulate_ref(t, keys[1], 4, grads[1]), 0);
+        flr_tshard_drop_accumulated(t);
+        assert_int_equal(flr_tshard_apply_accumulated(t, 3), 0);
+        snap_take(&s1, t, rows, ROWS);
+        assert_true(snap_equal(&s0, &s1));
+        snap_free(&s1);
+    }
+    snap_free(&s0);
+    flr_store_free(st);
 }
 
 /* ---- growth and accounting ----------------------------------------------------------------- */
@@ -1461,7 +1586,9 @@ int main(void)
         cmocka_unit_test(adam_rows_count_their_own_steps),
         cmocka_unit_test(dense_accumulate_equals_one_summed_apply),
         cmocka_unit_test(sparse_accumulate_equals_one_summed_apply),
-        cmocka_unit_test(accumulator_reserved_ahead_sums_the_same),
+        cmocka_unit_test(accumulated_by_reference_sums_the_same),
+        cmocka_unit_test(distinct_rows_by_reference_apply_as_summed),
+        cmocka_unit_test(dropped_accumulation_changes_nothing),
         cmocka_unit_test(sparse_growth_keeps_every_row),
         cmocka_unit_test(bytes_and_rows_follow_the_slices),
         cmocka_unit_test(alloc_rejects_bad_arguments),
