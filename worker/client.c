@@ -781,6 +781,19 @@ static int cl_op_route(struct flr_op *op, const uint64_t *keys, uint32_t n, cons
 }
 
 /* Sends one chunk to its shard's current owner. */
+/*
+ * Whether a push for shard waits: its owner is still rebuilding it (recovery flr; the
+ * coordinator clears the flag once the shard serves).  The server answers nothing before
+ * it serves, and a push's bytes sent meanwhile would only compete with the rebuild's
+ * stream for the network and the server's memory.  Nothing is lost by waiting: the push is
+ * in this worker's log, which the rebuild reads.  Pulls and clocks are small and go at
+ * once, to be answered the moment the shard serves.
+ */
+static int cl_push_held(const struct flr_op *op, uint32_t shard)
+{
+    return op->kind == OP_PUSH && op->c->shards[shard].rebuild;
+}
+
 static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
 {
     struct flr_client *c = op->c;
@@ -789,8 +802,8 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     nng_msg *msg;
 
     ch->state = 0;
-    if (!conn) {
-        ch->state = 2; /* no owner right now: retry after re-reading the map */
+    if (!conn || cl_push_held(op, ch->shard)) {
+        ch->state = 2; /* no owner, or not ready for it: retry after re-reading the map */
         return;
     }
     m.type = op->kind == OP_PULL   ? FLR_MSG_PULL
@@ -963,7 +976,9 @@ static int cl_op_blocked(const struct flr_op *op)
 {
     for (size_t i = 0; i < op->nchunks; i++) {
         const struct flr_shard_rec *r = &op->c->shards[op->chunks[i]->shard];
-        if (op->chunks[i]->state == 2 && (r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER))
+        if (op->chunks[i]->state == 2 &&
+            (r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER ||
+             cl_push_held(op, op->chunks[i]->shard)))
             return 1;
     }
     return 0;
