@@ -995,8 +995,9 @@ static void cl_op_wait(struct flr_op *op)
     struct flr_client *c = op->c;
 
     while (flr_waitgroup_timedwait(op->wg, 100) != 0) {
-        if (!cl_follow_map(c))
-            continue;
+        /* Checked at every wake-up, not only when this call saw the map change: another
+         * operation may have read the change first. */
+        (void)cl_follow_map(c);
         for (size_t i = 0; i < op->nchunks; i++) {
             struct chunk *ch = op->chunks[i];
             if (ch->state == 0 && (c->shards[ch->shard].epoch != ch->epoch ||
