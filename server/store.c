@@ -167,10 +167,8 @@ static void *tsh_aligned(size_t bytes, int populate)
         return NULL;
     if (posix_memalign(&p, TSH_ALIGN, tsh_round(bytes)) != 0)
         return NULL;
-    if (bytes >= TSH_PREFAULT_MIN && populate)
-        flr_prefault(p, bytes);
-    else if (bytes >= TSH_PREFAULT_MIN)
-        flr_advise_huge(p, bytes);
+    if (bytes >= TSH_PREFAULT_MIN)
+        (populate ? flr_prefault : flr_advise_huge)(p, bytes);
     return p;
 }
 
@@ -1179,21 +1177,17 @@ static int tsh_acc_push(struct flr_tshard *t, const unsigned char *k, uint32_t n
     return 0;
 }
 
-/* Moves the pushes taken by reference into the accumulator, in the order they came.  On
- * failure the ones not moved stay deferred. */
+/* Moves the pushes taken by reference into the accumulator, in the order they came. */
 static int tsh_undefer(struct flr_tshard *t)
 {
-    size_t i;
-    int rv = 0;
+    int rv;
 
-    for (i = 0; i < t->ndefer && rv == 0; i++)
-        if ((rv = tsh_acc_push(t, t->defer[i].keys, t->defer[i].n, t->defer[i].grads)) == 0)
-            t->defer_keys -= t->defer[i].n;
-    if (rv != 0)
-        i--;
-    memmove(t->defer, t->defer + i, (t->ndefer - i) * sizeof(*t->defer));
-    t->ndefer -= i;
-    return rv;
+    for (size_t i = 0; i < t->ndefer; i++)
+        if ((rv = tsh_acc_push(t, t->defer[i].keys, t->defer[i].n, t->defer[i].grads)) != 0)
+            return rv;
+    t->ndefer = 0;
+    t->defer_keys = 0;
+    return 0;
 }
 
 int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads)
@@ -1202,8 +1196,10 @@ int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, co
 
     if (n == 0)
         return 0;
-    if (t->ndefer > 0 && (rv = tsh_undefer(t)) != 0)
+    if (t->ndefer > 0 && (rv = tsh_undefer(t)) != 0) {
+        flr_tshard_drop_accumulated(t); /* part moved, part not: the clock cannot be applied */
         return rv;
+    }
     return tsh_acc_push(t, keys, n, grads);
 }
 
@@ -1269,8 +1265,7 @@ static void tsh_acc_flush(struct flr_tshard *t, int apply, uint64_t stamp)
 
 int flr_tshard_apply_accumulated(struct flr_tshard *t, uint64_t stamp)
 {
-    /* Rows in the accumulator alongside deferred pushes came from earlier, lower deferred
-     * pushes (a failed tsh_undefer): applying them first keeps the rows ascending. */
+    /* One or the other: deferred pushes move to the accumulator before anything is added. */
     tsh_acc_flush(t, 1, stamp);
     for (size_t i = 0; i < t->ndefer; i++)
         tsh_apply_dense(t, t->defer[i].keys, t->defer[i].n, t->defer[i].grads, stamp, 1);

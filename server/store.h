@@ -85,7 +85,8 @@ int flr_tshard_read(struct flr_tshard *t, const void *keys, uint32_t n, void *ou
 int flr_tshard_apply(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads,
                      uint64_t stamp);
 
-/* Adds n gradients (already checked) into the accumulator. Returns 0 or FLR_ENOMEM. */
+/* Adds n gradients (already checked) into the accumulator. Returns 0 or FLR_ENOMEM; after
+ * a failure the clock is not to be applied but dropped (flr_tshard_drop_accumulated()). */
 int flr_tshard_accumulate(struct flr_tshard *t, const void *keys, uint32_t n, const void *grads);
 
 /*
