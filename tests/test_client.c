@@ -425,24 +425,26 @@ static int32_t read_shard(uint32_t shard, struct flr_shard_rec *rec)
     return ver;
 }
 
-static int32_t read_shard0(struct flr_shard_rec *rec)
-{
-    return read_shard(0, rec);
-}
-
-/* Moves shard 0 to the other server at a new epoch, as the coordinator does. */
-static void move_shard0(void)
+/* Writes a shard's record over version ver, as the coordinator does. */
+static void write_shard(uint32_t shard, const struct flr_shard_rec *rec, int32_t ver)
 {
     char path[FLR_PATH_MAX], *json;
-    struct flr_shard_rec rec;
-    int32_t ver = read_shard0(&rec);
 
-    flr_job_node(path, sizeof(path), "ct", "shards", 0);
-    rec.owner = rec.owner == 0 ? 1 : 0;
-    rec.epoch++;
-    assert_int_equal(flr_shard_rec_to_json(&rec, &json), 0);
+    flr_job_node(path, sizeof(path), "ct", "shards", shard);
+    assert_int_equal(flr_shard_rec_to_json(rec, &json), 0);
     assert_int_equal(flr_zk_set(co.zk, path, json, (int)strlen(json), ver), 0);
     free(json);
+}
+
+/* Moves shard 0 to the other server at a new epoch. */
+static void move_shard0(void)
+{
+    struct flr_shard_rec rec;
+    int32_t ver = read_shard(0, &rec);
+
+    rec.owner = rec.owner == 0 ? 1 : 0;
+    rec.epoch++;
+    write_shard(0, &rec, ver);
 }
 
 static void requests_follow_a_shard_that_moved(void **state)
@@ -477,15 +479,11 @@ static void requests_follow_a_shard_that_moved(void **state)
  * rebuilds it and once it serves.  Its owner, serving that epoch already, ignores it. */
 static void flag_rebuild(uint32_t shard, int on)
 {
-    char path[FLR_PATH_MAX], *json;
     struct flr_shard_rec rec;
     int32_t ver = read_shard(shard, &rec);
 
-    flr_job_node(path, sizeof(path), "ct", "shards", shard);
     rec.rebuild = on;
-    assert_int_equal(flr_shard_rec_to_json(&rec, &json), 0);
-    assert_int_equal(flr_zk_set(co.zk, path, json, (int)strlen(json), ver), 0);
-    free(json);
+    write_shard(shard, &rec, ver);
     usleep(300 * 1000); /* the client's watch fires */
 }
 
@@ -558,7 +556,7 @@ static void request_in_flight_follows_a_replaced_server(void **state)
     int64_t t0;
     (void)state;
 
-    (void)read_shard0(&rec);
+    (void)read_shard(0, &rec);
     owner = (int)rec.owner;
     assert_true(owner == 0 || owner == 1);
     flr_shard_dense_range(&co.spec, &co.spec.tables[0], 0, &lo, &hi);
