@@ -542,15 +542,17 @@ static int server_node_exists(int id)
  * The owner of shard 0 stops answering (SIGSTOP: its connection stays open, so nothing
  * fails) while a pull waits on it; its session expires and a new process of the same
  * server id takes its place at another endpoint, with the shard record unchanged.  The
- * pull must move to the new process as soon as it registers, not wait out its timeout on
- * the old connection.
+ * pulls must move to the new process as soon as it registers, not wait out their timeout
+ * on the old connection.  Two are in flight, waited on in turn as the training loop does
+ * with one per table: the wait on the first reads the map change, and the second must
+ * follow it all the same.
  */
 static void request_in_flight_follows_a_replaced_server(void **state)
 {
     uint64_t keys[DROWS], lo, hi;
-    float *v = malloc(sizeof(float) * DROWS * DDIM);
+    float *v = malloc(sizeof(float) * DROWS * DDIM), *v2 = malloc(sizeof(float) * DROWS * DDIM);
     struct flr_shard_rec rec;
-    struct flr_op *op;
+    struct flr_op *op, *op2;
     pid_t old;
     int owner;
     int64_t t0;
@@ -566,6 +568,7 @@ static void request_in_flight_follows_a_replaced_server(void **state)
     old = stopped = servers[owner];
     assert_int_equal(kill(old, SIGSTOP), 0);
     assert_int_equal(flr_pull_async(cl, DENSE, keys, (uint32_t)(hi - lo), v, &op), 0);
+    assert_int_equal(flr_pull_async(cl, DENSE, keys, (uint32_t)(hi - lo), v2, &op2), 0);
     for (int i = 0; i < 300 && server_node_exists(owner); i++)
         usleep(50 * 1000);
     assert_false(server_node_exists(owner));
@@ -574,14 +577,17 @@ static void request_in_flight_follows_a_replaced_server(void **state)
         usleep(50 * 1000);
     assert_true(server_node_exists(owner));
 
-    /* The pull's own timeout is 10 s; following the new record takes well under a second. */
+    /* A pull's own timeout is 10 s; following the new record takes well under a second. */
     t0 = flr_now_ms();
     assert_int_equal(flr_wait(op), 0);
+    assert_int_equal(flr_wait(op2), 0);
     assert_true(flr_now_ms() - t0 < 3000);
+    assert_memory_equal(v, v2, (size_t)(hi - lo) * DDIM * sizeof(float));
     kill(old, SIGKILL);
     waitpid(old, NULL, 0);
     stopped = 0;
     free(v);
+    free(v2);
 }
 
 int main(void)
