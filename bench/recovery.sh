@@ -11,7 +11,8 @@
 # transport (best of 2, measured in the same run), and the ratio rebuild / transfer.
 # For context it also prints the transfer into fresh memory (xfer --fresh: the receiver's
 # pages faulted in during the run, as a new server's are) and the rebuild's phases from the
-# new server's log: opening the empty shard, streaming, replaying the logs.
+# new server's log: opening the empty shard, streaming, replaying the logs, and the page
+# faults the new server took meanwhile (a huge page is one fault, a 4 KiB page another).
 #
 #   bench/recovery.sh [--build-dir DIR] [--sizes "1 16 128 1024"]
 #
@@ -26,7 +27,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
     --build-dir) build=$2; shift 2 ;;
     --sizes) sizes=$2; shift 2 ;;
-    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "recovery.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -43,8 +44,8 @@ cluster_zk_start 200
 echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
 "$build/flr-datagen" --rows 3000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
 
-printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
-    xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms strm_MB rply_ms
+printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
+    xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms strm_MB rply_ms faults
 n=0
 for s in $sizes; do
     n=$((n + 1))
@@ -74,8 +75,9 @@ for s in $sizes; do
     rply=$(grep -o 'replayed in [0-9]* ms' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     mb=$(grep -o '([0-9]* bytes streamed' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     mb=${mb:+$((mb / 1000000))}
+    pf=$(grep -o '[0-9]* page faults' "$work/$job/server0.log" | tail -n 1 | tr -dc 0-9)
     rebuild=$((kill - detect))
-    printf '%8d %12d %14d %8d %9.2f %8d %10d %8d %8s %8s %8s %8s\n' "$s" "$kill" "$rebuild" "$xfer" \
+    printf '%8d %12d %14d %8d %9.2f %8d %10d %8d %8s %8s %8s %8s %8s\n' "$s" "$kill" "$rebuild" "$xfer" \
         "$(awk -v a="$rebuild" -v b="$xfer" 'BEGIN { print (b > 0 ? a / b : 0) }')" "$lost" \
-        "$rebuilt" "$fresh" "${open:--}" "${strm:--}" "${mb:--}" "${rply:--}"
+        "$rebuilt" "$fresh" "${open:--}" "${strm:--}" "${mb:--}" "${rply:--}" "${pf:--}"
 done

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define FLR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -28,6 +29,13 @@ static inline int64_t flr_wall_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Minor page faults the process has taken so far: how much fresh memory it touched. */
+static inline uint64_t flr_minor_faults(void)
+{
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? (uint64_t)ru.ru_minflt : 0;
 }
 
 static inline int64_t flr_now_ns(void)

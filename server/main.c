@@ -554,14 +554,15 @@ static int srv_rebuild(struct srv *s, uint32_t shard, int64_t open_ms)
     }
     flr_notice("srv.rebuilt",
                "shard %u: rebuilt at stamp %llu from %u workers in %lld ms (%llu bytes streamed "
-               "in %lld ms, logs replayed in %lld ms): %llu rows "
+               "in %lld ms, logs replayed in %lld ms, %llu page faults): %llu rows "
                "from copies, %llu from logs, %llu lost; %llu log entries replayed, %llu "
                "already in copies, %zu pushes held for open clocks",
                shard, (unsigned long long)r.stamp, r.workers, (long long)r.ms,
                (unsigned long long)r.bytes, (long long)(r.ms - r.replay_ms), (long long)r.replay_ms,
-               (unsigned long long)r.rows_rebuilt, (unsigned long long)r.rows_from_log,
-               (unsigned long long)r.rows_lost, (unsigned long long)r.entries_replayed,
-               (unsigned long long)r.entries_skipped, r.nheld);
+               (unsigned long long)r.page_faults, (unsigned long long)r.rows_rebuilt,
+               (unsigned long long)r.rows_from_log, (unsigned long long)r.rows_lost,
+               (unsigned long long)r.entries_replayed, (unsigned long long)r.entries_skipped,
+               r.nheld);
     flr_rebuild_result_free(&r);
     return 0;
 }

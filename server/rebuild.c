@@ -1382,6 +1382,7 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
 {
     struct rb_net n = {.cfg = cfg, .sh = sh, .npeers = cfg->spec->num_workers};
     const int64_t t0 = flr_now_ms();
+    const uint64_t faults0 = flr_minor_faults();
     int64_t t1;
     uint64_t seen = 0;
     int rv;
@@ -1452,6 +1453,7 @@ int flr_rebuild_shard(struct flr_shard *sh, const struct flr_rebuild_cfg *cfg,
         r->bytes = n.bytes;
         r->ms = flr_now_ms() - t0;
         r->replay_ms = flr_now_ms() - t1;
+        r->page_faults = flr_minor_faults() - faults0;
         if (flr_rebuild_copies_ignored(n.rb) > 0)
             flr_warn("srv.rebuild",
                      "shard %u: %llu copies ignored: no worker sent the record they were read at",

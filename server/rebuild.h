@@ -48,6 +48,8 @@ struct flr_rebuild_result {
     int64_t ms;                /* wall time of the rebuild */
     int64_t replay_ms;         /* of which replaying the logs and installing (the rest: the
                                   workers' streams) */
+    uint64_t page_faults;      /* the process's minor page faults meanwhile: fresh memory
+                                  touched (receive buffers, the shard) */
 };
 
 /* Frees what a result still owns (arrays, held messages not taken over). */
