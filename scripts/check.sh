@@ -28,7 +28,7 @@ if ! make -C "$build" -j"$jobs" check "$@"; then
     for f in "$build"/tests/*.log; do
         [ -f "$f" ] || continue
         case "$f" in */test-suite.log) continue ;; esac
-        if grep -qE '^(FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null; then
+        if grep -qE '^:test-result: (FAIL|ERROR)' "${f%.log}.trs" 2>/dev/null; then
             echo "===== $f" >&2
             grep -m 3 '^FAIL' "$f" >&2 || true # the reason, which the tail may cut off
             tail -n 60 "$f" >&2
