@@ -715,8 +715,10 @@ static int srv_sync_shards(struct srv *s)
         }
         if (mine) {
             const int64_t t_open = flr_now_ms();
-            /* A shard to rebuild gets its rows from the rebuild, not from initialisers. */
-            rv = !rec.from1 && rec.rebuild
+            /* Rebuilt from the workers (a shard copied from its drained owner is not): it
+             * gets its rows from the rebuild, not from initialisers. */
+            const int rebuild = !rec.from1 && rec.rebuild;
+            rv = rebuild
                      ? flr_shard_open_for_rebuild(&s->shards[i], &s->spec, i, rec.epoch,
                                                   (uint32_t)s->cfg.id)
                      : flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id);
@@ -733,7 +735,7 @@ static int srv_sync_shards(struct srv *s)
                 s->resync_ms = flr_now_ms() + 1000;
                 continue;
             }
-            if (!rec.from1 && rec.rebuild && (rv = srv_rebuild(s, i, flr_now_ms() - t_open)) != 0) {
+            if (rebuild && (rv = srv_rebuild(s, i, flr_now_ms() - t_open)) != 0) {
                 flr_err("srv.rebuild", "shard %u: cannot rebuild it from the workers: %s; retrying",
                         i, flr_strerror(rv));
                 flr_shard_close(s->shards[i]);

@@ -45,6 +45,7 @@ int flr_store_alloc_flags(struct flr_store **sp, const struct flr_job_spec *spec
 
 /* Gives a dense row of the slice its initial value, zero slots and zero metadata. */
 int flr_tshard_init_row(struct flr_tshard *t, uint64_t row);
+
 void flr_store_free(struct flr_store *s);
 
 /* Returns the slice of table id, or NULL when the job has no such table. */

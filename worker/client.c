@@ -780,7 +780,6 @@ static int cl_op_route(struct flr_op *op, const uint64_t *keys, uint32_t n, cons
     return 0;
 }
 
-/* Sends one chunk to its shard's current owner. */
 /*
  * Whether a push for shard waits: its owner is still rebuilding it (recovery flr; the
  * coordinator clears the flag once the shard serves).  The server answers nothing before
@@ -794,6 +793,7 @@ static int cl_push_held(const struct flr_op *op, uint32_t shard)
     return op->kind == OP_PUSH && op->c->shards[shard].rebuild;
 }
 
+/* Sends one chunk to its shard's current owner. */
 static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
 {
     struct flr_client *c = op->c;
