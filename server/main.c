@@ -330,16 +330,23 @@ static void srv_dump_reply(struct srv *s, struct flr_req *req, nng_msg *msg,
     if (m->table == SRV_DUMP_HELD) {
         /* The aux-th held push, as it arrived, with its sender, request id and pseq.  The
          * first reply also carries every worker's applied frontier, so that the new owner
-         * still recognises retried pushes (under every consistency model). */
+         * still recognises retried pushes (under every consistency model), and the clocks:
+         * a CLOCK this server acknowledged is never sent again. */
         const struct flr_msg *h = flr_shard_held_push(sh, m->aux);
         json_t *j =
             json_pack("{sI sI sI}", "worker", (json_int_t)(h ? h->sender : 0), "request_id",
                       (json_int_t)(h ? h->request_id : 0), "seq", (json_int_t)(h ? h->seq : 0));
         if (j && m->aux == 0) {
-            json_t *fr = json_array();
-            for (uint32_t w = 0; w < s->spec.num_workers; w++)
+            json_t *fr = json_array(), *ck = json_array();
+            for (uint32_t w = 0; w < s->spec.num_workers; w++) {
+                int removed;
                 json_array_append_new(fr, json_integer((json_int_t)flr_shard_frontier(sh, w)));
+                json_array_append_new(
+                    ck, json_integer((json_int_t)flr_shard_worker_clock(sh, w, &removed)));
+            }
             json_object_set_new(j, "frontier", fr);
+            json_object_set_new(j, "clock", ck);
+            json_object_set_new(j, "min_clock", json_integer(flr_shard_min_clock(sh)));
         }
         meta = j ? json_dumps(j, JSON_COMPACT) : NULL;
         json_decref(j);
@@ -431,6 +438,34 @@ static int srv_dump_call(struct srv *s, struct flr_conn *conn, uint32_t shard, u
     return rv;
 }
 
+/* Installs what the first held-push reply of a move says of the workers: their applied
+ * frontiers and clocks.  Returns 0, or FLR_EFORMAT when they are missing or malformed (a
+ * source without them would leave the new owner waiting for clocks it acknowledged). */
+static int srv_take_progress(struct srv *s, uint32_t shard, json_t *meta)
+{
+    json_t *fr = json_object_get(meta, "frontier"), *ck = json_object_get(meta, "clock");
+    json_t *mn = json_object_get(meta, "min_clock");
+    const uint32_t n = s->spec.num_workers;
+    struct flr_shard *sh = s->shards[shard];
+    int64_t *clock;
+
+    if (!json_is_array(fr) || !json_is_array(ck) || !json_is_integer(mn) ||
+        json_array_size(fr) != n || json_array_size(ck) != n) {
+        flr_err("srv.load", "shard %u: the source's reply lacks the workers' frontiers and clocks",
+                shard);
+        return FLR_EFORMAT;
+    }
+    if (!(clock = calloc(n ? n : 1, sizeof(*clock))))
+        return FLR_ENOMEM;
+    for (uint32_t w = 0; w < n; w++) {
+        flr_shard_set_frontier(sh, w, (uint64_t)json_integer_value(json_array_get(fr, w)));
+        clock[w] = (int64_t)json_integer_value(json_array_get(ck, w));
+    }
+    flr_shard_set_clocks(sh, clock, n, (int64_t)json_integer_value(mn));
+    free(clock);
+    return 0;
+}
+
 /*
  * Copies shard `shard` from server `from` (a drain moves it here): every table, DUMP
  * after DUMP, into the freshly opened shard, then the pushes the source holds for an open
@@ -470,17 +505,19 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
             }
         }
     }
-    /* The held pushes (BSP) and, in the first reply, the workers' applied frontiers. */
+    /* The held pushes (BSP) and, in the first reply, the workers' applied frontiers and
+     * clocks. */
     for (cursor = 0; rv == 0 && cursor != UINT64_MAX;) {
         json_error_t jerr;
-        json_t *meta, *fr;
+        json_t *meta;
         if ((rv = srv_dump_call(s, conn, shard, SRV_DUMP_HELD, cursor, &rep, &r)) != 0)
             break;
         meta = json_loadb(r.text, r.text_len, 0, &jerr);
-        if (cursor == 0 && (fr = json_object_get(meta, "frontier")) && json_is_array(fr))
-            for (size_t w = 0; w < json_array_size(fr) && w < s->spec.num_workers; w++)
-                flr_shard_set_frontier(sh, (uint32_t)w,
-                                       (uint64_t)json_integer_value(json_array_get(fr, w)));
+        if (cursor == 0 && (rv = srv_take_progress(s, shard, meta)) != 0) {
+            json_decref(meta);
+            nng_msg_free(rep);
+            break;
+        }
         cursor = r.aux;
         if (r.nkeys > 0) {
             struct flr_msg p = r;

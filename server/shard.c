@@ -997,10 +997,25 @@ static int shard_check_rebuilt_push(struct flr_shard *s, const struct flr_msg *m
     return flr_tshard_check_push(t, m->keys, m->nkeys, m->vals, m->vals_len, why, sizeof(why));
 }
 
+/* Raises min_clock to the minimum over the counted workers' clocks, and to floor, without
+ * closing any clock or answering any pull: for clocks the shard takes over from elsewhere
+ * (a rebuild, a drained source), whose closed clocks are already applied. */
+static void shard_install_min_clock(struct flr_shard *s, int64_t floor)
+{
+    int64_t mn = INT64_MAX;
+
+    for (uint32_t w = 0; w < s->nworkers; w++)
+        if (!s->removed[w] && s->wclock[w] < mn)
+            mn = s->wclock[w];
+    if (mn != INT64_MAX && mn > s->min_clock)
+        s->min_clock = mn;
+    if (floor > s->min_clock)
+        s->min_clock = floor;
+}
+
 int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
 {
     uint32_t n = r->nworkers < s->nworkers ? r->nworkers : s->nworkers;
-    int64_t mn = INT64_MAX;
     size_t i;
     int rv;
 
@@ -1037,11 +1052,7 @@ int flr_shard_restore(struct flr_shard *s, struct flr_rebuild_result *r)
     }
     /* The rebuild closed every clock below the live workers' minimum and hands over the
      * pushes of the others, so the minimum is installed without closing anything. */
-    for (uint32_t w = 0; w < s->nworkers; w++)
-        if (!s->removed[w] && s->wclock[w] < mn)
-            mn = s->wclock[w];
-    if (mn != INT64_MAX && mn > s->min_clock)
-        s->min_clock = mn;
+    shard_install_min_clock(s, INT64_MIN);
     flr_shard_set_stamp(s, r->stamp);
     /* The pushes the rebuild applied are covered once the rebuilt rows are copied. */
     for (uint32_t w = 0; w < n; w++)
@@ -1088,6 +1099,14 @@ void flr_shard_set_frontier(struct flr_shard *s, uint32_t worker, uint64_t front
     s->inc[worker] = frontier >> FLR_SHARD_INC_SHIFT;
     s->floor[worker] = 0;
     shard_cov_append(s, worker, s->stamp, frontier);
+}
+
+void flr_shard_set_clocks(struct flr_shard *s, const int64_t *clock, uint32_t n, int64_t min_clock)
+{
+    for (uint32_t w = 0; w < n && w < s->nworkers; w++)
+        if (clock[w] > s->wclock[w])
+            s->wclock[w] = clock[w];
+    shard_install_min_clock(s, min_clock);
 }
 
 int flr_shard_mark_all_dirty(struct flr_shard *s)

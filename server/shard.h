@@ -127,6 +127,18 @@ const struct flr_rebuild_result *flr_shard_rebuild_info(const struct flr_shard *
  * follows); 0 changes nothing. */
 void flr_shard_set_frontier(struct flr_shard *s, uint32_t worker, uint64_t frontier);
 
+/*
+ * Takes over a drained source's clocks before the shard serves: each worker's clock
+ * (clock[0..n-1]; a lower one than the shard knows changes nothing) and the source's
+ * minimum, which counted only the workers it had not removed.  Nothing is closed or
+ * answered: the source applied every clock below its minimum, and its held pushes come
+ * with flr_shard_adopt_push() (call this first: a push below the minimum is refused).
+ * Without it the new owner would learn a worker's clock only from its next request, and
+ * a worker whose requests wait on another server (BSP) for a worker that waits here could
+ * wait for ever.
+ */
+void flr_shard_set_clocks(struct flr_shard *s, const int64_t *clock, uint32_t n, int64_t min_clock);
+
 /* Lists every updated row as lacking copies (a shard moved here: its holders stayed with
  * the source).  0 or FLR_ENOMEM; nothing to do without recovery flr. */
 int flr_shard_mark_all_dirty(struct flr_shard *s);

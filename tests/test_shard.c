@@ -1285,6 +1285,45 @@ static void restore_installs_clocks_frontiers_stamp_and_held_pushes(void **state
         assert_true(rep.vals[j] == -g[j]);
 }
 
+/*
+ * A drain: the new owner takes the source's clocks.  Worker 0 had clocked 3 and workers 1
+ * and 2 had clocked 2 at the source, and only worker 1 sends anything here.  Its pull of
+ * clock 2 is answered at once, as the source would have answered it (the new owner must
+ * not wait for clocks the source acknowledged: they are never sent again).
+ */
+static void moved_shard_takes_the_sources_clocks(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 3);
+    const int64_t clocks[NWORKERS] = {3, 2, 2}, lower[NWORKERS] = {1, 1, 1};
+    struct pending pull;
+    struct reply r;
+    int removed;
+
+    flr_shard_set_clocks(f->sh, clocks, NWORKERS, 2);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    assert_int_equal(flr_shard_worker_clock(f->sh, 0, &removed), 3);
+    assert_int_equal(flr_shard_stamp(f->sh), 0); /* nothing was closed here */
+    pull_ok(f, 1, DENSE, 2, &key, 1, &r);
+
+    /* Older clocks (a second source reply, say) lower nothing. */
+    flr_shard_set_clocks(f->sh, lower, NWORKERS, 0);
+    assert_int_equal(flr_shard_min_clock(f->sh), 2);
+    assert_int_equal(flr_shard_worker_clock(f->sh, 0, &removed), 3);
+
+    /* Clock 3 closes once workers 1 and 2 send it here. */
+    pending_init(&pull);
+    pending_start(f, &pull, mk_pull(f, 1, DENSE, 3, &key, 1));
+    serve_until_held(f, 1);
+    clock_ok(f, 1, 3);
+    assert_false(pending_is_done(&pull));
+    clock_ok(f, 2, 3);
+    assert_int_equal(flr_shard_min_clock(f->sh), 3);
+    pending_finish(f, &pull, &r);
+    flr_call_fini(&pull.call);
+    assert_int_equal(r.status, 0);
+}
+
 static void restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing(void **state)
 {
     struct fixture *f = *state;
@@ -1663,6 +1702,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(restore_installs_clocks_frontiers_stamp_and_held_pushes,
                                         setup_bsp, teardown),
+        cmocka_unit_test_setup_teardown(moved_shard_takes_the_sources_clocks, setup_bsp, teardown),
         cmocka_unit_test_setup_teardown(
             restore_refuses_a_held_push_it_cannot_hold_and_takes_nothing, setup_asp, teardown),
     };
