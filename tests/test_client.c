@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <jansson.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,8 +41,8 @@
 
 static struct flr_testzk zk;
 static struct coord co;
-static pid_t servers[2];
-static pid_t stopped; /* a server process stopped by a test, killed at teardown if still there */
+static pid_t servers[3]; /* the third is started by a test */
+static pid_t stopped;    /* a server process stopped by a test, killed at teardown if still there */
 static struct flr_client *cl;
 static const char *recovery = "none"; /* the mode of the group that runs */
 
@@ -139,7 +140,7 @@ static int group_teardown(void **state)
         waitpid(stopped, NULL, 0);
         stopped = 0;
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 3; i++)
         if (servers[i] > 0) {
             kill(servers[i], SIGTERM);
             waitpid(servers[i], NULL, 0);
@@ -281,7 +282,8 @@ static json_t *worker_record(void)
     return doc;
 }
 
-/* One request to the worker's endpoint; *r points into *reply, which the caller frees. */
+/* One request to a worker's (or a server's) endpoint; *r points into *reply, which the
+ * caller frees. */
 static void ask_worker(struct flr_conn *conn, int type, uint32_t shard, uint32_t table,
                        uint64_t cursor, struct flr_msg *r, nng_msg **reply)
 {
@@ -590,6 +592,115 @@ static void request_in_flight_follows_a_replaced_server(void **state)
     free(v2);
 }
 
+/* How many pulls server id's shard has answered (its STATUS), or -1 when it holds none. */
+static long long server_pulls(int id, uint32_t shard)
+{
+    char path[FLR_PATH_MAX], *data, why[256];
+    struct flr_server_rec rec;
+    struct flr_conn *conn;
+    struct flr_msg r;
+    nng_msg *reply;
+    json_error_t err;
+    json_t *doc, *sh;
+    long long pulls = -1;
+    size_t i;
+    int len;
+
+    flr_job_node(path, sizeof(path), "ct", "servers", (uint32_t)id);
+    assert_int_equal(flr_zk_get(co.zk, path, 0, &data, &len, NULL, NULL), 0);
+    assert_int_equal(flr_server_rec_from_json(&rec, data, (size_t)len), 0);
+    free(data);
+    assert_int_equal(flr_conn_open(&conn, rec.endpoint, 1 << 20, why, sizeof(why)), 0);
+    ask_worker(conn, FLR_MSG_STATUS, 0, 0, 0, &r, &reply);
+    doc = json_loadb(r.text, r.text_len, 0, &err);
+    assert_non_null(doc);
+    json_array_foreach(json_object_get(doc, "shards"), i, sh)
+    {
+        if (json_integer_value(json_object_get(sh, "shard")) == (json_int_t)shard)
+            pulls = (long long)json_integer_value(json_object_get(sh, "pulls"));
+    }
+    json_decref(doc);
+    nng_msg_free(reply);
+    flr_conn_close(conn);
+    return pulls;
+}
+
+struct waiter {
+    struct flr_op *op;
+    int rv;
+};
+
+/* The worker's thread: waits for an operation, as the training loop does. */
+static void *wait_op(void *arg)
+{
+    struct waiter *w = arg;
+    w->rv = flr_wait(w->op);
+    return NULL;
+}
+
+/*
+ * A pull covers shard 0 and a shard of another server.  Shard 0 is fenced (RECOVERING)
+ * and the other server stops answering (SIGSTOP), so the pull's request to it stays in
+ * flight.  When shard 0 serves again on a third server, the pull's request for it must go
+ * there at once, not wait for the request in flight to the other server: under BSP that
+ * one could be held for a worker that waits for this one's clock on the new owner.
+ */
+static void retried_request_goes_without_waiting_for_the_others(void **state)
+{
+    uint64_t keys[2 * DROWS], lo0, hi0, lo, hi;
+    float *v = malloc(sizeof(float) * 2 * DROWS * DDIM);
+    struct flr_shard_rec rec0, rec;
+    struct waiter w = {0};
+    pthread_t th;
+    uint32_t other = 1, n = 0;
+    long long pulls = -1;
+    int32_t ver;
+    pid_t held;
+    (void)state;
+
+    (void)read_shard(0, &rec0);
+    while (other < co.spec.num_shards && (read_shard(other, &rec), rec.owner == rec0.owner))
+        other++;
+    assert_true(other < co.spec.num_shards);
+    assert_true(rec.owner < 2);
+    flr_shard_dense_range(&co.spec, &co.spec.tables[0], 0, &lo0, &hi0);
+    flr_shard_dense_range(&co.spec, &co.spec.tables[0], other, &lo, &hi);
+    for (uint64_t r = lo0; r < hi0; r++)
+        keys[n++] = FLR_KEY(DENSE, r);
+    for (uint64_t r = lo; r < hi; r++)
+        keys[n++] = FLR_KEY(DENSE, r);
+
+    servers[2] = spawn_server(2);
+    for (int i = 0; i < 300 && !server_node_exists(2); i++)
+        usleep(50 * 1000);
+    assert_true(server_node_exists(2));
+    ver = read_shard(0, &rec0);
+    rec0.state = FLR_SHARD_RECOVERING;
+    rec0.epoch++;
+    write_shard(0, &rec0, ver);
+    usleep(300 * 1000); /* the client's watch fires */
+
+    /* Stopped for at most about a second: well within the server's 2 s session. */
+    held = servers[rec.owner];
+    assert_int_equal(kill(held, SIGSTOP), 0);
+    assert_int_equal(flr_pull_async(cl, DENSE, keys, n, v, &w.op), 0);
+    assert_int_equal(pthread_create(&th, NULL, wait_op, &w), 0);
+    ver = read_shard(0, &rec0);
+    rec0.owner = 2;
+    rec0.state = FLR_SHARD_ACTIVE;
+    rec0.epoch++;
+    write_shard(0, &rec0, ver);
+    for (int i = 0; i < 40 && pulls < 1; i++) {
+        usleep(25 * 1000);
+        pulls = server_pulls(2, 0);
+    }
+    assert_int_equal(kill(held, SIGCONT), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_true(pulls >= 1);
+    assert_int_equal(w.rv, 0);
+    free(v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +715,7 @@ int main(void)
         cmocka_unit_test(requests_follow_a_shard_that_moved),
         cmocka_unit_test(push_waits_while_its_shard_rebuilds),
         cmocka_unit_test(request_in_flight_follows_a_replaced_server),
+        cmocka_unit_test(retried_request_goes_without_waiting_for_the_others),
     };
     int failed;
 

@@ -22,6 +22,7 @@
 #include "flr_client.h"
 
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ struct chunk {
     uint32_t shard;
     uint32_t first, n;     /* slice of the routed key order */
     int state;             /* 0 pending, 1 done, 2 retry */
+    atomic_int finished;   /* the call completed (set on nng's thread) */
+    int waited;            /* it waited for its shard to serve again: goes without a pause */
     uint64_t epoch;        /* the shard epoch it was sent with */
     struct flr_conn *conn; /* the connection it was sent on */
     uint64_t pseq;         /* a push's sequence number (recovery flr), kept on every retry */
@@ -80,6 +83,7 @@ struct flr_op {
     const uint32_t *perm; /* routed index -> caller's index, NULL when identity */
     int64_t clock;
     int result;
+    int fatal; /* the first error that fails the operation, 0 while none */
 
     /* recycled scratch */
     uint32_t *perm_buf;
@@ -565,6 +569,13 @@ const char *flr_client_last_error(const struct flr_client *c)
 
 /* ---- operations ------------------------------------------------------------------- */
 
+/* Runs on nng's thread when a chunk's call completed, before the wait group hears of it. */
+static void cl_chunk_done(struct flr_call *call)
+{
+    struct chunk *ch = call->arg;
+    atomic_store_explicit(&ch->finished, 1, memory_order_release);
+}
+
 static struct flr_op *cl_op_get(struct flr_client *c)
 {
     struct flr_op *op = c->free_ops;
@@ -616,6 +627,8 @@ static int cl_op_add_chunk(struct flr_op *op, uint32_t shard, uint32_t first, ui
                 free(nc);
                 return FLR_ENOMEM;
             }
+            nc->call.done = cl_chunk_done;
+            nc->call.arg = nc;
             v[i] = nc;
             op->chunks_cap = i + 1;
         }
@@ -625,6 +638,7 @@ static int cl_op_add_chunk(struct flr_op *op, uint32_t shard, uint32_t first, ui
     ch->first = first;
     ch->n = n;
     ch->state = 0;
+    ch->waited = 0;
     ch->pseq = 0;
     return 0;
 }
@@ -833,11 +847,13 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
         return;
     }
     c->bytes_sent += nng_msg_len(msg);
+    atomic_store_explicit(&ch->finished, 0, memory_order_relaxed);
     flr_call_start(&ch->call, conn, msg, c->o.timeout_ms, op->wg);
 }
 
 static void cl_op_start(struct flr_op *op)
 {
+    op->fatal = 0;
     for (size_t i = 0; i < op->nchunks; i++)
         cl_chunk_send(op, op->chunks[i]);
 }
@@ -871,85 +887,76 @@ static int cl_keep_pulled(struct flr_op *op, const struct chunk *ch, const struc
     return rv;
 }
 
-/* Consumes the replies of a round. Returns 0 when every chunk is done, 1 when some must be
- * retried, or an error code. */
-static int cl_op_collect(struct flr_op *op)
+/*
+ * Consumes the outcome of a chunk whose call completed: copies a pull's rows into place
+ * (and keeps them as copies), acknowledges a logged push, and sets the chunk's state to 1
+ * (done) or 2 (to retry: the owner did not answer, or refused it as no longer its own).
+ * An error that fails the operation is kept in op->fatal (the first one) and its reason in
+ * c->last_error; the chunk is then done.
+ */
+static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
 {
     struct flr_client *c = op->c;
-    int retry = 0, fatal = 0;
+    struct flr_msg r;
+    char why[FLR_REASON_MAX];
+    int rv, refused = 0;
 
-    for (size_t i = 0; i < op->nchunks; i++) {
-        struct chunk *ch = op->chunks[i];
-        struct flr_msg r;
-        char why[FLR_REASON_MAX];
-        int rv, refused = 0;
-
-        if (ch->state != 0)
-            continue;
-        if (ch->call.rv != 0 || !ch->call.reply) {
-            ch->state = 2;
-            retry = 1;
-            continue;
-        }
-        c->bytes_received += nng_msg_len(ch->call.reply);
-        rv = flr_msg_decode(&r, nng_msg_body(ch->call.reply), nng_msg_len(ch->call.reply), &c->lim,
-                            &c->zone, why, sizeof(why));
-        if (rv == 0 && r.status != 0) {
-            rv = r.status;
-            refused = 1;
-            snprintf(why, sizeof(why), "%.*s", (int)r.reason_len, r.reason);
-        }
-        if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING ||
-            rv == FLR_ELEASE_EXPIRED) {
-            ch->state = 2;
-            retry = 1;
-        } else if (rv != 0) {
+    if (ch->call.rv != 0 || !ch->call.reply) {
+        ch->state = 2;
+        return;
+    }
+    c->bytes_received += nng_msg_len(ch->call.reply);
+    rv = flr_msg_decode(&r, nng_msg_body(ch->call.reply), nng_msg_len(ch->call.reply), &c->lim,
+                        &c->zone, why, sizeof(why));
+    if (rv == 0 && r.status != 0) {
+        rv = r.status;
+        refused = 1;
+        snprintf(why, sizeof(why), "%.*s", (int)r.reason_len, r.reason);
+    }
+    if (rv == FLR_EWRONG_EPOCH || rv == FLR_ENOT_OWNER || rv == FLR_ERECOVERING ||
+        rv == FLR_ELEASE_EXPIRED) {
+        ch->state = 2;
+    } else if (rv != 0) {
+        if (!op->fatal) {
             snprintf(c->last_error, sizeof(c->last_error), "shard %u: %s: %s", ch->shard,
                      flr_errname(rv), why);
-            if (!fatal)
-                fatal = rv;
-            ch->state = 1;
-            /* The server refused the push, so it was not applied: a rebuild must not
-             * replay it.  (A reply that could not be read proves nothing: keep it.) */
-            if (refused && op->kind == OP_PUSH && c->copies)
-                (void)flr_copies_log_drop(c->copies, ch->shard, ch->pseq);
-        } else if (op->kind == OP_PULL) {
-            size_t rowb = (size_t)op->dim * sizeof(float);
-            if (r.vals_len != (uint64_t)ch->n * rowb) {
+            op->fatal = rv;
+        }
+        ch->state = 1;
+        /* The server refused the push, so it was not applied: a rebuild must not
+         * replay it.  (A reply that could not be read proves nothing: keep it.) */
+        if (refused && op->kind == OP_PUSH && c->copies)
+            (void)flr_copies_log_drop(c->copies, ch->shard, ch->pseq);
+    } else if (op->kind == OP_PULL) {
+        size_t rowb = (size_t)op->dim * sizeof(float);
+        if (r.vals_len != (uint64_t)ch->n * rowb) {
+            if (!op->fatal) {
                 snprintf(c->last_error, sizeof(c->last_error),
                          "shard %u: pull reply has %llu value bytes, expected %zu", ch->shard,
                          (unsigned long long)r.vals_len, (size_t)ch->n * rowb);
-                if (!fatal)
-                    fatal = FLR_EBAD_REQUEST;
-            } else if (!op->perm) {
-                memcpy(op->vals + (size_t)ch->first * op->dim, r.vals, r.vals_len);
-            } else {
-                const unsigned char *src = r.vals;
-                for (uint32_t k = 0; k < ch->n; k++)
-                    memcpy(op->vals + (size_t)op->perm[ch->first + k] * op->dim, src + k * rowb,
-                           rowb);
+                op->fatal = FLR_EBAD_REQUEST;
             }
-            if (r.vals_len == (uint64_t)ch->n * rowb && (rv = cl_keep_pulled(op, ch, &r)) != 0 &&
-                !fatal)
-                fatal = rv;
-            ch->state = 1;
+        } else if (!op->perm) {
+            memcpy(op->vals + (size_t)ch->first * op->dim, r.vals, r.vals_len);
         } else {
-            ch->state = 1;
+            const unsigned char *src = r.vals;
+            for (uint32_t k = 0; k < ch->n; k++)
+                memcpy(op->vals + (size_t)op->perm[ch->first + k] * op->dim, src + k * rowb, rowb);
         }
-        if (rv == 0 && c->copies) {
-            if (op->kind == OP_PUSH)
-                (void)flr_copies_log_ack(c->copies, ch->shard, ch->pseq, r.stamp);
-            flr_copies_log_truncate(c->copies, ch->shard, r.aux);
-        }
-        nng_msg_free(ch->call.reply);
-        ch->call.reply = NULL;
+        if (r.vals_len == (uint64_t)ch->n * rowb && (rv = cl_keep_pulled(op, ch, &r)) != 0 &&
+            !op->fatal)
+            op->fatal = rv;
+        ch->state = 1;
+    } else {
+        ch->state = 1;
     }
-    if (fatal)
-        return fatal;
-    for (size_t i = 0; i < op->nchunks; i++)
-        if (op->chunks[i]->state == 2)
-            retry = 1;
-    return retry;
+    if (rv == 0 && c->copies) {
+        if (op->kind == OP_PUSH)
+            (void)flr_copies_log_ack(c->copies, ch->shard, ch->pseq, r.stamp);
+        flr_copies_log_truncate(c->copies, ch->shard, r.aux);
+    }
+    nng_msg_free(ch->call.reply);
+    ch->call.reply = NULL;
 }
 
 /* Re-reads the shard map when a watch says it changed (or the session reconnected, which
@@ -971,90 +978,119 @@ static int cl_follow_map(struct flr_client *c)
     return changed;
 }
 
-/* Whether a chunk waits for a shard that has no serving owner (it is recovering). */
-static int cl_op_blocked(const struct flr_op *op)
+/* Whether the map shows a serving owner for shard. */
+static int cl_shard_serving(const struct flr_client *c, uint32_t shard)
 {
-    for (size_t i = 0; i < op->nchunks; i++) {
-        const struct flr_shard_rec *r = &op->c->shards[op->chunks[i]->shard];
-        if (op->chunks[i]->state == 2 &&
-            (r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER ||
-             cl_push_held(op, op->chunks[i]->shard)))
-            return 1;
-    }
-    return 0;
+    return c->shards[shard].state == FLR_SHARD_ACTIVE && c->shards[shard].owner != FLR_NO_OWNER;
+}
+
+/* Whether a chunk in flight was sent to an owner the shard map has since left: a new
+ * epoch (the coordinator fenced or moved the shard), or another connection for the same
+ * owner (the server was replaced). */
+static int cl_chunk_moved(struct flr_client *c, const struct chunk *ch)
+{
+    return c->shards[ch->shard].epoch != ch->epoch || cl_shard_conn(c, ch->shard) != ch->conn;
 }
 
 /*
- * Waits for the chunks in flight.  Meanwhile follows the shard map: a chunk whose shard
- * moved to a new epoch (its server was lost and the coordinator fenced it), or whose
- * owner is now reached by another connection (the server was replaced), is cancelled at
- * once rather than left to time out against a dead server.
+ * Runs an operation until every chunk is done, one chunk at a time: a chunk that must be
+ * retried goes again as soon as its shard has a serving owner, without waiting for the
+ * operation's other chunks.  Under BSP those may be held on another server for a second
+ * worker, whose own pull waits on the new owner for this worker's clock, which only the
+ * retried chunk would bring.
+ *
+ * Meanwhile it follows the shard map: a chunk in flight to an owner the map has left is
+ * cancelled at once rather than left to time out against a dead server.  Policy "block":
+ * while a shard has no serving owner (RECOVERING), its chunks wait for the coordinator to
+ * bring it back, however long that takes; the operation timeout counts only the time every
+ * shard was available and a chunk still did not get its answer.
  */
-static void cl_op_wait(struct flr_op *op)
+static int cl_op_finish(struct flr_op *op)
 {
     struct flr_client *c = op->c;
+    int64_t deadline = flr_now_ms() + c->o.timeout_ms, retry_at = 0;
+    int backoff_ms = 20, rv = 0, said = 0;
 
-    while (flr_waitgroup_timedwait(op->wg, 100) != 0) {
+    for (;;) {
+        const int inflight = flr_waitgroup_timedwait(op->wg, 100) != 0;
+        int blocked = 0, due = 0, done = 1;
+        int64_t now;
+
         /* Checked at every wake-up, not only when this call saw the map change: another
          * operation may have read the change first. */
         (void)cl_follow_map(c);
         for (size_t i = 0; i < op->nchunks; i++) {
             struct chunk *ch = op->chunks[i];
-            if (ch->state == 0 && (c->shards[ch->shard].epoch != ch->epoch ||
-                                   cl_shard_conn(c, ch->shard) != ch->conn))
-                flr_call_cancel(&ch->call);
+            if (ch->state == 0) {
+                if (!atomic_load_explicit(&ch->finished, memory_order_acquire)) {
+                    if (cl_chunk_moved(c, ch))
+                        flr_call_cancel(&ch->call);
+                    done = 0;
+                    continue;
+                }
+                cl_chunk_collect(op, ch);
+            }
+            if (ch->state != 2)
+                continue;
+            done = 0;
+            if (!cl_shard_serving(c, ch->shard) || cl_push_held(op, ch->shard))
+                blocked = ch->waited = 1;
+            else
+                due = 1;
         }
-    }
-}
-
-/*
- * Policy "block": while a shard has no serving owner (RECOVERING), requests for it wait
- * for the coordinator to bring it back, however long that takes; the operation timeout
- * counts only the time the shard was available and still did not answer.
- */
-static int cl_op_finish(struct flr_op *op)
-{
-    struct flr_client *c = op->c;
-    int64_t deadline = flr_now_ms() + c->o.timeout_ms;
-    int backoff_ms = 20, rv, said = 0;
-
-    for (;;) {
-        cl_op_wait(op);
-        rv = cl_op_collect(op);
-        if (rv != 1)
+        if (op->fatal || done) {
+            rv = op->fatal;
             break;
+        }
+        if (!blocked && !due)
+            continue; /* only answers to wait for */
         if (flr_zk_expired(c->zk)) {
-            rv = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
+            rv = op->fatal = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
             break;
         }
-        if (cl_op_blocked(op)) {
+        now = flr_now_ms();
+        if (blocked) {
             if (!said++)
                 flr_info("client.blocked", "worker %u: a shard is recovering; waiting for it",
                          c->o.worker_id);
-            deadline = flr_now_ms() + c->o.timeout_ms;
+            deadline = now + c->o.timeout_ms;
             backoff_ms = 20;
-            /* The map changes by watch; poll the event queue, not ZooKeeper. */
-            usleep(20 * 1000);
-            (void)cl_follow_map(c);
-            if (cl_op_blocked(op))
-                continue;
-        } else {
-            if (flr_now_ms() > deadline) {
-                rv = cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
-                break;
-            }
-            usleep((useconds_t)backoff_ms * 1000);
+        } else if (now > deadline) {
+            rv = op->fatal =
+                cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
+            break;
+        }
+        /* A chunk whose shard came back goes at once; one refused or unanswered by a
+         * serving owner goes after a growing pause, with the map read afresh (a missed
+         * watch would leave it stale). */
+        int pause_over = now >= retry_at;
+        if (due && pause_over) {
+            retry_at = now + backoff_ms;
             if (backoff_ms < 1000)
                 backoff_ms *= 2;
             if (cl_read_map(c) != 0)
-                continue;
+                pause_over = 0;
         }
-        for (size_t i = 0; i < op->nchunks; i++)
-            if (op->chunks[i]->state == 2)
-                cl_chunk_send(op, op->chunks[i]);
+        for (size_t i = 0; i < op->nchunks; i++) {
+            struct chunk *ch = op->chunks[i];
+            if (ch->state == 2 && cl_shard_serving(c, ch->shard) && !cl_push_held(op, ch->shard) &&
+                (ch->waited || pause_over)) {
+                ch->waited = 0;
+                cl_chunk_send(op, ch);
+            }
+        }
+        if (!inflight)
+            usleep(20 * 1000); /* nothing to wake us: poll the map's event queue */
     }
-    /* A fatal error may leave other chunks in flight: wait for them before recycling. */
+    /* A failure may leave chunks in flight: stop them and take their outcomes (a push
+     * answered meanwhile is acknowledged in the log) before the operation is recycled. */
+    for (size_t i = 0; i < op->nchunks; i++)
+        if (op->chunks[i]->state == 0)
+            flr_call_cancel(&op->chunks[i]->call);
     flr_waitgroup_wait(op->wg);
+    for (size_t i = 0; i < op->nchunks; i++)
+        if (op->chunks[i]->state == 0)
+            cl_chunk_collect(op, op->chunks[i]);
     return rv;
 }
 
