@@ -8,18 +8,20 @@ echo "op-$RANDOM$RANDOM$RANDOM" >"$T/token" # operator commands (kill-server) ne
 
 need_fashion_mnist
 
-# run JOB KILL MODEL OPTIMIZER: one BSP job of 2 servers x 3 workers; KILL = 1 kills
+# run JOB KILL MODEL OPTIMIZER EPOCHS: one BSP job of 2 servers x 3 workers; KILL = 1 kills
 # server 1 once the workers are some way in.  Worker 0 writes the final parameters to
-# $T/JOB.final.
+# $T/JOB.final.  The job must outlast the kill: the workers publish their clocks once a
+# second and the leader takes operator commands every half second, so one epoch of the
+# softmax model (about 3 s) can end before the kill lands.
 run() {
-    local job=$1 kill=$2 model=$3 opt=$4 i
+    local job=$1 kill=$2 model=$3 opt=$4 epochs=$5 i
     cluster_spawn "$job-coord" "$B/flr-coordinator" --zk "$ZK" --job "$job" --servers 2 \
         --workers 3 --model "$model" --hidden 32 --optimizer "$opt" --consistency bsp \
         --recovery flr --launcher local --server-logs "$T" --report "$T/$job.json" \
         --http-token-file "$T/token" \
         --session-timeout 2000
     for i in 0 1 2; do
-        cluster_spawn "$job-w$i" "$B/flr-worker" --zk "$ZK" --job "$job" --id $i --epochs 1 \
+        cluster_spawn "$job-w$i" "$B/flr-worker" --zk "$ZK" --job "$job" --id $i --epochs "$epochs" \
             --batch 64 --evaluate no --oracle-out "$T/$job" --session-timeout 2000
     done
     if [ "$kill" = 1 ]; then
@@ -34,10 +36,10 @@ run() {
     [ -s "$T/$job.final" ] || fail "$job: worker 0 wrote no final parameters"
 }
 
-for c in "softmax sgd" "mlp adam"; do
+for c in "softmax sgd 2" "mlp adam 1"; do
     set -- $c
-    run "$1-clean" 0 "$1" "$2"
-    run "$1-kill" 1 "$1" "$2"
+    run "$1-clean" 0 "$1" "$2" "$3"
+    run "$1-kill" 1 "$1" "$2" "$3"
     n=$(jq '.failures | length' "$T/$1-kill.json")
     lost=$(jq '[.failures[].rows_lost] | add' "$T/$1-kill.json")
     [ "$n" -eq 1 ] || fail "$1: expected one failure in the report, found $n"
