@@ -143,6 +143,7 @@ static int group_teardown(void **state)
     for (int i = 0; i < 3; i++)
         if (servers[i] > 0) {
             kill(servers[i], SIGTERM);
+            kill(servers[i], SIGCONT); /* a test that failed may have left it stopped */
             waitpid(servers[i], NULL, 0);
             servers[i] = 0;
         }
