@@ -14,7 +14,10 @@
 # new server's log: opening the empty shard, streaming, replaying the logs, and the page
 # faults the new server took meanwhile (a huge page is one fault, a 4 KiB page another).
 #
-#   bench/recovery.sh [--build-dir DIR] [--sizes "1 16 128 1024"]
+#   bench/recovery.sh [--build-dir DIR] [--sizes "1 16 128 1024"] [--shards N]
+#
+# --shards N splits the server's table over N shards (default 1), which its replacement
+# rebuilds together; the phases printed are then those of the shard its log names last.
 #
 # Goal: the rebuild of a 1 GiB shard within 3x its transfer time.  The 1 GiB case needs
 # about 8 GiB of free memory.
@@ -23,11 +26,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 build=${FLR_BUILDDIR:-$here/build}
 sizes="1 16 128 1024"
+shards=1
 while [ $# -gt 0 ]; do
     case "$1" in
     --build-dir) build=$2; shift 2 ;;
     --sizes) sizes=$2; shift 2 ;;
-    -h | --help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --shards) shards=$2; shift 2 ;;
+    -h | --help) sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "recovery.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -36,6 +41,8 @@ done
 for s in $sizes; do
     [[ $s =~ ^[0-9]+$ ]] && [ "$s" -ge 1 ] || { echo "recovery.sh: sizes are whole MiB (got '$s')" >&2; exit 2; }
 done
+[[ $shards =~ ^[0-9]+$ ]] && [ "$shards" -ge 1 ] && [ "$shards" -le 64 ] ||
+    { echo "recovery.sh: --shards takes 1 to 64 (got '$shards')" >&2; exit 2; }
 
 . "$here/scripts/cluster.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/flr-recovery.XXXXXX")
@@ -54,7 +61,7 @@ for s in $sizes; do
     bytes=$((s * 1048576))
     iters=$((2048 / s > 6 ? 2048 / s : 6)) # a few seconds of training before the kill
     mkdir -p "$work/$job"
-    cluster_spawn "$job" "$build/flr-coordinator" --zk "$ZK" --job "$job" --servers 1 --shards 1 \
+    cluster_spawn "$job" "$build/flr-coordinator" --zk "$ZK" --job "$job" --servers 1 --shards "$shards" \
         --workers 1 --model oracle --hidden "$dim" --optimizer sgd --lr 1 --consistency bsp \
         --recovery flr --k 2 --launcher local --server-logs "$work/$job" --session-timeout 2000 \
         --report "$work/$job.json" --http-token-file "$work/token"

@@ -28,6 +28,7 @@
 #include <nng/transport/tcp/tcp.h>
 
 #include "err.h"
+#include "util.h"
 
 enum { REP_RECV, REP_HELD, REP_SEND };
 
@@ -291,21 +292,6 @@ static void wg_add(struct flr_waitgroup *wg, int d)
     pthread_mutex_unlock(&wg->mu);
 }
 
-/* The CLOCK_REALTIME instant timeout_ms from now (what pthread_cond_timedwait takes). */
-static struct timespec wg_deadline(int timeout_ms)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += timeout_ms / 1000;
-    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
-
 void flr_waitgroup_wait(struct flr_waitgroup *wg)
 {
     pthread_mutex_lock(&wg->mu);
@@ -316,7 +302,7 @@ void flr_waitgroup_wait(struct flr_waitgroup *wg)
 
 int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms)
 {
-    const struct timespec ts = wg_deadline(timeout_ms);
+    const struct timespec ts = flr_deadline_ts(timeout_ms);
     int n;
 
     pthread_mutex_lock(&wg->mu);
@@ -329,7 +315,7 @@ int flr_waitgroup_timedwait(struct flr_waitgroup *wg, int timeout_ms)
 
 int flr_waitgroup_wait_any(struct flr_waitgroup *wg, uint64_t *seen, int timeout_ms)
 {
-    const struct timespec ts = wg_deadline(timeout_ms);
+    const struct timespec ts = flr_deadline_ts(timeout_ms);
     int rv;
 
     pthread_mutex_lock(&wg->mu);

@@ -31,6 +31,20 @@ static inline int64_t flr_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The CLOCK_REALTIME instant ms milliseconds from now: what pthread_cond_timedwait takes. */
+static inline struct timespec flr_deadline_ts(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 /* Minor page faults the process has taken so far: how much fresh memory it touched. */
 static inline uint64_t flr_minor_faults(void)
 {

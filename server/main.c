@@ -296,6 +296,9 @@ static void srv_keep_lease(struct srv *s);
 #define SRV_REBUILD_CALL_MS  30000
 #define SRV_REBUILD_RETRY_MS 1000
 
+/* Shards rebuilt at a time, at least (more on a machine with more processors). */
+#define SRV_REBUILD_WIDTH 4
+
 /* Rows per DUMP reply: about 16 MiB of them. */
 #define SRV_DUMP_BYTES ((size_t)16 << 20)
 
@@ -547,61 +550,160 @@ static int srv_load_from(struct srv *s, uint32_t shard, uint32_t from)
     return rv;
 }
 
-/* The rebuild's lease callback: keeps the lease, and stops the rebuild on a signal. */
-static int srv_rebuild_lease(void *arg)
+/* Where rebuild threads say that they ended. */
+struct srv_rebuild_wake {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+};
+
+/* One shard rebuilt from the workers' copies and update logs on a thread of its own. */
+struct srv_rebuild_job {
+    struct srv *s;
+    struct srv_rebuild_wake *wake;
+    uint32_t shard;
+    int64_t open_ms;
+    pthread_t th;
+    int started;
+    int joined; /* 1: ended, to be joined; 2: joined */
+    int done;   /* under wake->mu */
+    int rv;
+    struct flr_rebuild_result r;
+};
+
+/* The rebuild's lease callback, called on its thread: stops it on a signal.  The owner
+ * thread keeps the lease meanwhile. */
+static int srv_rebuild_stop(void *arg)
 {
-    srv_keep_lease(arg);
+    (void)arg;
     return srv_stop != 0;
 }
 
-/*
- * Rebuilds shard `shard` from the workers' copies and update logs (recovery flr: the
- * shard's previous owner is lost), into the freshly opened shard, and installs the outcome
- * before the shard serves.  Runs on the owner thread and blocks until every live worker
- * has answered or gone; on failure the caller closes the half-rebuilt shard.
- */
-static int srv_rebuild(struct srv *s, uint32_t shard, int64_t open_ms)
+static void *srv_rebuild_thread(void *arg)
 {
-    struct flr_shard *sh = s->shards[shard];
+    struct srv_rebuild_job *j = arg;
+    struct srv *s = j->s;
     struct flr_rebuild_cfg cfg = {0};
-    struct flr_rebuild_result r;
-    int rv;
 
     cfg.zk = s->zk;
     cfg.job = s->cfg.job;
     cfg.self = (uint32_t)s->cfg.id;
-    cfg.shard = shard;
+    cfg.shard = j->shard;
     cfg.spec = &s->spec;
     cfg.removed = s->removed;
     cfg.lim = &s->lim;
     cfg.call_timeout_ms = SRV_REBUILD_CALL_MS;
     cfg.retry_ms = SRV_REBUILD_RETRY_MS;
     cfg.timeout_ms = 0; /* a worker is asked until it answers or its node goes */
-    cfg.keep_lease = srv_rebuild_lease;
-    cfg.arg = s;
-    flr_notice("srv.rebuild",
-               "shard %u: opened in %lld ms; rebuilding from the workers' copies "
-               "and logs",
-               shard, (long long)open_ms);
-    if ((rv = flr_rebuild_shard(sh, &cfg, &r)) != 0)
+    cfg.keep_lease = srv_rebuild_stop;
+    j->rv = flr_rebuild_shard(s->shards[j->shard], &cfg, &j->r);
+    pthread_mutex_lock(&j->wake->mu);
+    j->done = 1;
+    pthread_cond_signal(&j->wake->cv);
+    pthread_mutex_unlock(&j->wake->mu);
+    return NULL;
+}
+
+/* Installs a finished rebuild into its shard before it serves.  Returns 0 or the error
+ * that leaves the shard half rebuilt (the caller closes it). */
+static int srv_rebuild_install(struct srv *s, struct srv_rebuild_job *j)
+{
+    const struct flr_rebuild_result *r = &j->r;
+    int rv;
+
+    if ((rv = flr_shard_restore(s->shards[j->shard], &j->r)) != 0)
         return rv;
-    if ((rv = flr_shard_restore(sh, &r)) != 0) {
-        flr_rebuild_result_free(&r);
-        return rv;
-    }
     flr_notice("srv.rebuilt",
                "shard %u: rebuilt at stamp %llu from %u workers in %lld ms (%llu bytes streamed "
                "in %lld ms, logs replayed in %lld ms, %llu page faults): %llu rows "
                "from copies, %llu from logs, %llu lost; %llu log entries replayed, %llu "
                "already in copies, %zu pushes held for open clocks",
-               shard, (unsigned long long)r.stamp, r.workers, (long long)r.ms,
-               (unsigned long long)r.bytes, (long long)(r.ms - r.replay_ms), (long long)r.replay_ms,
-               (unsigned long long)r.page_faults, (unsigned long long)r.rows_rebuilt,
-               (unsigned long long)r.rows_from_log, (unsigned long long)r.rows_lost,
-               (unsigned long long)r.entries_replayed, (unsigned long long)r.entries_skipped,
-               r.nheld);
-    flr_rebuild_result_free(&r);
+               j->shard, (unsigned long long)r->stamp, r->workers, (long long)r->ms,
+               (unsigned long long)r->bytes, (long long)(r->ms - r->replay_ms),
+               (long long)r->replay_ms, (unsigned long long)r->page_faults,
+               (unsigned long long)r->rows_rebuilt, (unsigned long long)r->rows_from_log,
+               (unsigned long long)r->rows_lost, (unsigned long long)r->entries_replayed,
+               (unsigned long long)r->entries_skipped, r->nheld);
     return 0;
+}
+
+/* Starts the rebuild of one job's shard on a thread of its own. */
+static void srv_rebuild_start(struct srv *s, struct srv_rebuild_wake *wake,
+                              struct srv_rebuild_job *j)
+{
+    flr_notice("srv.rebuild",
+               "shard %u: opened in %lld ms; rebuilding from the workers' copies "
+               "and logs",
+               j->shard, (long long)j->open_ms);
+    j->s = s;
+    j->wake = wake;
+    if (pthread_create(&j->th, NULL, srv_rebuild_thread, j) != 0)
+        j->rv = FLR_ENOMEM;
+    else
+        j->started = 1;
+}
+
+/* Waits up to ms for a rebuild among jobs[0..n-1] to end, and joins those that ended.
+ * Returns how many it joined. */
+static size_t srv_rebuild_reap(struct srv_rebuild_wake *wake, struct srv_rebuild_job *jobs,
+                               size_t n, int ms)
+{
+    const struct timespec ts = flr_deadline_ts(ms);
+    size_t ended = 0;
+
+    pthread_mutex_lock(&wake->mu);
+    for (;;) {
+        for (size_t k = 0; k < n; k++)
+            if (jobs[k].started && !jobs[k].joined && jobs[k].done) {
+                jobs[k].joined = 1;
+                ended++;
+            }
+        if (ended > 0 || pthread_cond_timedwait(&wake->cv, &wake->mu, &ts) != 0)
+            break;
+    }
+    pthread_mutex_unlock(&wake->mu);
+    for (size_t k = 0; k < n; k++)
+        if (jobs[k].joined == 1) {
+            pthread_join(jobs[k].th, NULL);
+            jobs[k].joined = 2;
+        }
+    return ended;
+}
+
+/*
+ * Rebuilds the n shards of jobs from the workers' copies and update logs (recovery flr:
+ * their previous owner is lost), each freshly opened, on threads of their own, so that the
+ * shards of one lost server come back together rather than one after another: as many at
+ * a time as the machine has processors, and at least SRV_REBUILD_WIDTH (a lost
+ * server's shards by default: the rebuilds wait on the network as much as on the CPU).  The owner
+ * thread keeps the lease meanwhile and serves nothing; once every rebuild has ended it installs
+ * each outcome (srv_rebuild_install).  Each job's rv says how its shard fared.
+ */
+static void srv_rebuild_all(struct srv *s, struct srv_rebuild_job *jobs, size_t n)
+{
+    const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    const size_t width = cpus > SRV_REBUILD_WIDTH ? (size_t)cpus : SRV_REBUILD_WIDTH;
+    struct srv_rebuild_wake wake;
+    size_t next = 0, running = 0;
+
+    pthread_mutex_init(&wake.mu, NULL);
+    pthread_cond_init(&wake.cv, NULL);
+    for (;;) {
+        for (; running < width && next < n; next++) {
+            srv_rebuild_start(s, &wake, &jobs[next]);
+            running += jobs[next].started;
+        }
+        if (running == 0)
+            break;
+        srv_keep_lease(s); /* a long rebuild must not look like a lost session */
+        running -= srv_rebuild_reap(&wake, jobs, next, 50);
+    }
+    pthread_mutex_destroy(&wake.mu);
+    pthread_cond_destroy(&wake.cv);
+    for (size_t k = 0; k < n; k++) {
+        if (jobs[k].rv == 0)
+            jobs[k].rv = srv_rebuild_install(s, &jobs[k]);
+        flr_rebuild_result_free(&jobs[k].r);
+    }
 }
 
 static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
@@ -705,12 +807,32 @@ static int srv_publish(struct srv *s, enum flr_server_state state, int create)
     return rv;
 }
 
+/* A shard of ours that was opened (and copied or rebuilt) serves from now on. */
+static void srv_shard_serves(struct srv *s, uint32_t i)
+{
+    struct flr_shard *sh = s->shards[i];
+
+    for (uint32_t w = 0; w < s->spec.num_workers; w++)
+        if (s->removed[w])
+            flr_shard_remove_worker(sh, w);
+    s->serving_ms[i] = flr_wall_ms();
+    flr_info("srv.load", "shard %u: serving at epoch %llu (%llu rows, %zu bytes)", i,
+             (unsigned long long)flr_shard_epoch(sh),
+             (unsigned long long)flr_store_rows(flr_shard_store(sh)),
+             flr_store_bytes(flr_shard_store(sh)));
+}
+
 /* Re-reads every shard record (leaving watches) and opens or closes our shards. */
 static int srv_sync_shards(struct srv *s)
 {
     char path[FLR_PATH_MAX], *data;
-    int len, rv, owned = 0;
+    struct srv_rebuild_job *jobs;
+    size_t njobs = 0;
+    int len, rv = 0, owned = 0;
 
+    /* The shards to rebuild are opened here and rebuilt together after the loop. */
+    if (!(jobs = calloc(s->spec.num_shards ? s->spec.num_shards : 1, sizeof(*jobs))))
+        return FLR_ENOMEM;
     for (uint32_t i = 0; i < s->spec.num_shards; i++) {
         struct flr_shard_rec rec;
         flr_job_node(path, sizeof(path), s->cfg.job, "shards", i);
@@ -718,7 +840,7 @@ static int srv_sync_shards(struct srv *s)
         if (rv == FLR_EZK_NONODE)
             continue;
         if (rv != 0)
-            return rv;
+            goto fail;
         rv = flr_shard_rec_from_json(&rec, data, (size_t)len);
         free(data);
         if (rv != 0) {
@@ -761,7 +883,7 @@ static int srv_sync_shards(struct srv *s)
                      : flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id);
             if (rv != 0) {
                 flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
-                return rv;
+                goto fail;
             }
             if (rec.from1 && rec.from1 != (uint32_t)s->cfg.id + 1 &&
                 (rv = srv_load_from(s, i, rec.from1 - 1)) != 0) {
@@ -772,31 +894,47 @@ static int srv_sync_shards(struct srv *s)
                 s->resync_ms = flr_now_ms() + 1000;
                 continue;
             }
-            if (rebuild && (rv = srv_rebuild(s, i, flr_now_ms() - t_open)) != 0) {
+            if (rebuild) {
+                jobs[njobs].shard = i;
+                jobs[njobs++].open_ms = flr_now_ms() - t_open;
+                continue;
+            }
+            srv_shard_serves(s, i);
+            owned++;
+        }
+    }
+    if (njobs > 0) {
+        srv_rebuild_all(s, jobs, njobs);
+        for (size_t k = 0; k < njobs; k++) {
+            const uint32_t i = jobs[k].shard;
+            if (jobs[k].rv != 0) {
                 flr_err("srv.rebuild", "shard %u: cannot rebuild it from the workers: %s; retrying",
-                        i, flr_strerror(rv));
+                        i, flr_strerror(jobs[k].rv));
                 flr_shard_close(s->shards[i]);
                 s->shards[i] = NULL;
                 s->resync_ms = flr_now_ms() + 1000;
                 continue;
             }
-            for (uint32_t w = 0; w < s->spec.num_workers; w++)
-                if (s->removed[w])
-                    flr_shard_remove_worker(s->shards[i], w);
-            s->serving_ms[i] = flr_wall_ms();
-            flr_info("srv.load", "shard %u: serving at epoch %llu (%llu rows, %zu bytes)", i,
-                     (unsigned long long)rec.epoch,
-                     (unsigned long long)flr_store_rows(flr_shard_store(s->shards[i])),
-                     flr_store_bytes(flr_shard_store(s->shards[i])));
+            srv_shard_serves(s, i);
             owned++;
         }
     }
+    free(jobs);
     if (owned && !s->serving_published) {
         if ((rv = srv_publish(s, FLR_SERVER_SERVING, 0)) != 0)
             return rv;
         s->serving_published = 1;
     }
     return 0;
+
+fail:
+    /* Opened to be rebuilt, not rebuilt: they must not look served at the next sync. */
+    for (size_t k = 0; k < njobs; k++) {
+        flr_shard_close(s->shards[jobs[k].shard]);
+        s->shards[jobs[k].shard] = NULL;
+    }
+    free(jobs);
+    return rv;
 }
 
 /* Marks in flags the workers listed under dir (leaving a child watch).  Returns 0 or the

@@ -44,6 +44,12 @@ for c in "softmax sgd 2" "mlp adam 1"; do
     lost=$(jq '[.failures[].rows_lost] | add' "$T/$1-kill.json")
     [ "$n" -eq 1 ] || fail "$1: expected one failure in the report, found $n"
     [ "$lost" -eq 0 ] || fail "$1: $lost rows lost"
+    # The replacement rebuilt the lost server's four shards together: it started every
+    # rebuild before it installed any.
+    awk '/srv\.rebuild .*opened/ { o[$2] = NR; n[$2]++ }
+         /srv\.rebuilt/ && !($2 in r) { r[$2] = NR }
+         END { ok = 0; for (p in r) { if (o[p] > r[p]) exit 1; if (n[p] > 1) ok = 1 }; exit !ok }' \
+        "$T/server1.log" || fail "$1: the replacement did not rebuild its shards together"
     if ! cmp -s "$T/$1-clean.final" "$T/$1-kill.final"; then
         # diff exits 1 on a difference, or dies of SIGPIPE: neither may end the test here
         diff "$T/$1-clean.final" "$T/$1-kill.final" | head -n 5 >&2 || true
