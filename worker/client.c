@@ -9,15 +9,16 @@
  * are slices of the caller's arrays; keys of a sparse table are grouped by shard with a
  * stable counting sort into scratch arrays first.
  *
- * A chunk answered WRONG_EPOCH, NOT_OWNER or RECOVERING, or lost to a transport error or
- * timeout, is retried after the shard map has been re-read from ZooKeeper, with a backoff,
- * until the retry deadline.  Operations and their buffers are recycled, so steady-state
- * training allocates only the messages themselves.
+ * A chunk answered WRONG_EPOCH, NOT_OWNER, RECOVERING or LEASE_EXPIRED, or lost to a
+ * transport error or timeout, is retried on its own, whatever the operation's other chunks
+ * are doing: at once when its shard serves again, else after a backoff with the shard map
+ * re-read from ZooKeeper, until the retry deadline.  Operations and their buffers are
+ * recycled, so steady-state training allocates only the messages themselves.
  *
- * Operation states:  IDLE --start--> IN_FLIGHT --wait: all ok--> IDLE (result 0)
- *                                       |  ^
- *                      wait: retryable  v  | resend (map re-read)
- *                                     RETRY --deadline--> IDLE (FLR_ETIMEOUT)
+ * Chunk states:  PENDING (0) --answer--> DONE (1)
+ *                   |   ^
+ *   retryable, or   v   | resend (shard serving; after a backoff unless it was blocked)
+ *   cut off      RETRY (2) --deadline--> the operation fails (FLR_ETIMEOUT)
  */
 #include "flr_client.h"
 
@@ -82,8 +83,7 @@ struct flr_op {
     const float *grads;   /* push source, routed order (caller's array or rgrads) */
     const uint32_t *perm; /* routed index -> caller's index, NULL when identity */
     int64_t clock;
-    int result;
-    int fatal; /* the first error that fails the operation, 0 while none */
+    int result; /* the first error that fails the operation, 0 while none */
 
     /* recycled scratch */
     uint32_t *perm_buf;
@@ -853,7 +853,6 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
 
 static void cl_op_start(struct flr_op *op)
 {
-    op->fatal = 0;
     for (size_t i = 0; i < op->nchunks; i++)
         cl_chunk_send(op, op->chunks[i]);
 }
@@ -891,7 +890,7 @@ static int cl_keep_pulled(struct flr_op *op, const struct chunk *ch, const struc
  * Consumes the outcome of a chunk whose call completed: copies a pull's rows into place
  * (and keeps them as copies), acknowledges a logged push, and sets the chunk's state to 1
  * (done) or 2 (to retry: the owner did not answer, or refused it as no longer its own).
- * An error that fails the operation is kept in op->fatal (the first one) and its reason in
+ * An error that fails the operation is kept in op->result (the first one) and its reason in
  * c->last_error; the chunk is then done.
  */
 static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
@@ -917,10 +916,10 @@ static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
         rv == FLR_ELEASE_EXPIRED) {
         ch->state = 2;
     } else if (rv != 0) {
-        if (!op->fatal) {
+        if (!op->result) {
             snprintf(c->last_error, sizeof(c->last_error), "shard %u: %s: %s", ch->shard,
                      flr_errname(rv), why);
-            op->fatal = rv;
+            op->result = rv;
         }
         ch->state = 1;
         /* The server refused the push, so it was not applied: a rebuild must not
@@ -930,11 +929,11 @@ static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
     } else if (op->kind == OP_PULL) {
         size_t rowb = (size_t)op->dim * sizeof(float);
         if (r.vals_len != (uint64_t)ch->n * rowb) {
-            if (!op->fatal) {
+            if (!op->result) {
                 snprintf(c->last_error, sizeof(c->last_error),
                          "shard %u: pull reply has %llu value bytes, expected %zu", ch->shard,
                          (unsigned long long)r.vals_len, (size_t)ch->n * rowb);
-                op->fatal = FLR_EBAD_REQUEST;
+                op->result = FLR_EBAD_REQUEST;
             }
         } else if (!op->perm) {
             memcpy(op->vals + (size_t)ch->first * op->dim, r.vals, r.vals_len);
@@ -944,8 +943,8 @@ static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
                 memcpy(op->vals + (size_t)op->perm[ch->first + k] * op->dim, src + k * rowb, rowb);
         }
         if (r.vals_len == (uint64_t)ch->n * rowb && (rv = cl_keep_pulled(op, ch, &r)) != 0 &&
-            !op->fatal)
-            op->fatal = rv;
+            !op->result)
+            op->result = rv;
         ch->state = 1;
     } else {
         ch->state = 1;
@@ -978,10 +977,12 @@ static int cl_follow_map(struct flr_client *c)
     return changed;
 }
 
-/* Whether the map shows a serving owner for shard. */
-static int cl_shard_serving(const struct flr_client *c, uint32_t shard)
+/* Whether a chunk must wait for its shard: the map shows no serving owner (the shard is
+ * recovering), or the chunk is a push and the owner is still rebuilding the shard. */
+static int cl_chunk_blocked(const struct flr_op *op, const struct chunk *ch)
 {
-    return c->shards[shard].state == FLR_SHARD_ACTIVE && c->shards[shard].owner != FLR_NO_OWNER;
+    const struct flr_shard_rec *r = &op->c->shards[ch->shard];
+    return r->state != FLR_SHARD_ACTIVE || r->owner == FLR_NO_OWNER || cl_push_held(op, ch->shard);
 }
 
 /* Whether a chunk in flight was sent to an owner the shard map has since left: a new
@@ -1033,19 +1034,19 @@ static int cl_op_finish(struct flr_op *op)
             if (ch->state != 2)
                 continue;
             done = 0;
-            if (!cl_shard_serving(c, ch->shard) || cl_push_held(op, ch->shard))
+            if (cl_chunk_blocked(op, ch))
                 blocked = ch->waited = 1;
             else
                 due = 1;
         }
-        if (op->fatal || done) {
-            rv = op->fatal;
+        if (op->result || done) {
+            rv = op->result;
             break;
         }
         if (!blocked && !due)
             continue; /* only answers to wait for */
         if (flr_zk_expired(c->zk)) {
-            rv = op->fatal = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
+            rv = op->result = cl_fail(c, FLR_EZK_EXPIRED, "%s", "ZooKeeper session expired");
             break;
         }
         now = flr_now_ms();
@@ -1056,7 +1057,7 @@ static int cl_op_finish(struct flr_op *op)
             deadline = now + c->o.timeout_ms;
             backoff_ms = 20;
         } else if (now > deadline) {
-            rv = op->fatal =
+            rv = op->result =
                 cl_fail(c, FLR_ETIMEOUT, "%s", "shards did not become available in time");
             break;
         }
@@ -1073,8 +1074,7 @@ static int cl_op_finish(struct flr_op *op)
         }
         for (size_t i = 0; i < op->nchunks; i++) {
             struct chunk *ch = op->chunks[i];
-            if (ch->state == 2 && cl_shard_serving(c, ch->shard) && !cl_push_held(op, ch->shard) &&
-                (ch->waited || pause_over)) {
+            if (ch->state == 2 && !cl_chunk_blocked(op, ch) && (ch->waited || pause_over)) {
                 ch->waited = 0;
                 cl_chunk_send(op, ch);
             }
