@@ -832,15 +832,23 @@ static enum flr_shard_verdict shard_push(struct flr_shard *s, struct flr_req *re
     return FLR_SHARD_REPLIED;
 }
 
-/* Recomputes the minimum clock over the workers that still count; when it moved, applies
- * the BSP clocks it closed and answers the pulls it allows. */
-static int shard_advance(struct flr_shard *s)
+/* The minimum clock over the workers that still count; INT64_MAX when none does. */
+static int64_t shard_live_min(const struct flr_shard *s)
 {
     int64_t mn = INT64_MAX;
 
     for (uint32_t w = 0; w < s->nworkers; w++)
         if (!s->removed[w] && s->wclock[w] < mn)
             mn = s->wclock[w];
+    return mn;
+}
+
+/* Recomputes the minimum clock over the workers that still count; when it moved, applies
+ * the BSP clocks it closed and answers the pulls it allows. */
+static int shard_advance(struct flr_shard *s)
+{
+    const int64_t mn = shard_live_min(s);
+
     if (mn <= s->min_clock)
         return 0;
     s->min_clock = mn;
@@ -1002,11 +1010,8 @@ static int shard_check_rebuilt_push(struct flr_shard *s, const struct flr_msg *m
  * (a rebuild, a drained source), whose closed clocks are already applied. */
 static void shard_install_min_clock(struct flr_shard *s, int64_t floor)
 {
-    int64_t mn = INT64_MAX;
+    const int64_t mn = shard_live_min(s);
 
-    for (uint32_t w = 0; w < s->nworkers; w++)
-        if (!s->removed[w] && s->wclock[w] < mn)
-            mn = s->wclock[w];
     if (mn != INT64_MAX && mn > s->min_clock)
         s->min_clock = mn;
     if (floor > s->min_clock)
