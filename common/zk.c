@@ -992,16 +992,23 @@ int flr_zk_lease_confirm(struct flr_zk *zk, int timeout_ms)
     }
 }
 
-/* A negative timeout_ms waits without a bound. */
-int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms)
+/* Waits up to timeout_ms (< 0: without a bound) for the queue to hold an event; mu held.
+ * Returns whether it does. */
+static int zk_wait_queued(struct flr_zk *zk, int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : flr_now_ms() + timeout_ms;
+
+    while (zk->qlen == 0 && zk_wait_until(zk, deadline) != ETIMEDOUT)
+        ;
+    return zk->qlen > 0;
+}
+
+int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms)
+{
     int rv = FLR_ETIMEOUT;
 
     pthread_mutex_lock(&zk->mu);
-    while (zk->qlen == 0 && zk_wait_until(zk, deadline) != ETIMEDOUT)
-        ;
-    if (zk->qlen > 0) {
+    if (zk_wait_queued(zk, timeout_ms)) {
         *ev = zk->q[zk->qhead];
         zk->qhead = (zk->qhead + 1) % zk->qcap;
         zk->qlen--;
@@ -1009,6 +1016,16 @@ int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms
             zk->qoverflow = 0;
         rv = 0;
     }
+    pthread_mutex_unlock(&zk->mu);
+    return rv;
+}
+
+int flr_zk_wait_event(struct flr_zk *zk, int timeout_ms)
+{
+    int rv;
+
+    pthread_mutex_lock(&zk->mu);
+    rv = zk_wait_queued(zk, timeout_ms) ? 0 : FLR_ETIMEOUT;
     pthread_mutex_unlock(&zk->mu);
     return rv;
 }

@@ -88,6 +88,11 @@ int flr_zk_lease_confirm(struct flr_zk *zk, int timeout_ms);
 /* Takes the next event, waiting up to timeout_ms (0 = poll). Returns 0 or FLR_ETIMEOUT. */
 int flr_zk_next_event(struct flr_zk *zk, struct flr_zk_event *ev, int timeout_ms);
 
+/* Waits up to timeout_ms for an event to be queued, without taking it: for a loop that
+ * sleeps between rounds but must wake when something changes.  Returns 0 (an event is
+ * queued) or FLR_ETIMEOUT. */
+int flr_zk_wait_event(struct flr_zk *zk, int timeout_ms);
+
 /*
  * Creates path with data.  flags: FLR_ZK_EPHEMERAL, FLR_ZK_SEQUENCE.  The created path
  * (with a sequence suffix) is copied to created if given.  Returns 0, FLR_EZK_EXISTS,

@@ -443,6 +443,9 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
             return FLR_ETIMEOUT;
         }
         {
+            /* A round every 100 ms, and at once when ZooKeeper reports a change (a server
+             * registered or left): a replacement waiting to be given its shards must not
+             * wait for the next round. */
             int64_t next = flr_now_ms() + 100;
             int rv = coord_ops_step(c, why, whylen);
             if (rv != 0) {
@@ -450,7 +453,7 @@ int coord_wait_results(struct coord *c, char *why, size_t whylen)
                 return rv;
             }
             if (flr_now_ms() < next)
-                usleep((useconds_t)(next - flr_now_ms()) * 1000);
+                (void)flr_zk_wait_event(c->zk, (int)(next - flr_now_ms()));
         }
     }
     free(seen);

@@ -697,6 +697,35 @@ static void test_child_and_data_watches_arrive_as_events(void **state)
     flr_zk_close(owner);
 }
 
+static void test_wait_event_wakes_on_an_event_and_leaves_it_queued(void **state)
+{
+    struct flr_zk *owner = open_zk(), *other = open_zk();
+    char **names = NULL;
+    int64_t t0;
+    int n;
+
+    assert_int_equal(flr_zk_mkdirs(other, "/wait"), 0);
+    expect_session_event(owner, FLR_ZK_EV_CONNECTED);
+
+    /* Nothing queued: it waits the whole timeout. */
+    t0 = flr_now_ms();
+    assert_int_equal(flr_zk_wait_event(owner, 150), FLR_ETIMEOUT);
+    assert_true(flr_now_ms() - t0 >= 150);
+
+    /* A child comes: the wait ends, and the event is still there to take. */
+    assert_int_equal(flr_zk_children(owner, "/wait", 1, &names, &n), 0);
+    flr_zk_free_names(names, n);
+    assert_int_equal(flr_zk_create(other, "/wait/a", NULL, 0, 0, NULL, 0), 0);
+    assert_int_equal(flr_zk_wait_event(owner, 10000), 0);
+    assert_int_equal(flr_zk_wait_event(owner, 0), 0);
+    expect_event(owner, FLR_ZK_EV_CHILD, "/wait");
+    assert_int_equal(flr_zk_wait_event(owner, 0), FLR_ETIMEOUT);
+
+    assert_int_equal(flr_zk_delete_tree(other, "/wait"), 0);
+    flr_zk_close(other);
+    flr_zk_close(owner);
+}
+
 static void test_many_events_queue_in_order(void **state)
 {
     enum { NODES = 100 }; /* beyond the queue's first capacity */
@@ -1030,6 +1059,7 @@ int main(void)
         cmocka_unit_test(test_sequential_create_returns_names_in_order),
         cmocka_unit_test(test_get_reads_a_big_node),
         cmocka_unit_test(test_child_and_data_watches_arrive_as_events),
+        cmocka_unit_test(test_wait_event_wakes_on_an_event_and_leaves_it_queued),
         cmocka_unit_test(test_many_events_queue_in_order),
         cmocka_unit_test(test_exists_watch_fires_on_create_change_and_delete),
         cmocka_unit_test(test_session_expiry_then_reopen),
