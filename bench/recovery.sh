@@ -49,7 +49,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/flr-recovery.XXXXXX")
 cluster_init "$work" "$build"
 cluster_zk_start 200
 echo "bench-$RANDOM$RANDOM" >"$work/token" # kill-server is an operator command
-"$build/flr-datagen" --rows 3000 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
+"$build/flr-datagen" --rows 8192 --test-rows 100 --seed 9 --out-dir "$work/ctr" >"$work/datagen.log" 2>&1
 
 printf '%8s %12s %14s %8s %9s %8s %10s %8s %8s %8s %8s %8s %8s\n' size_MiB kill_to_serve detect_to_serve \
     xfer_ms ratio rows_lost rebuilt fresh_ms open_ms strm_ms strm_MB rply_ms faults
@@ -59,7 +59,9 @@ for s in $sizes; do
     job=rec$s-$n # a size may be given more than once: each run is a job of its own
     dim=$((s * 1048576 / (64 * 4)))
     bytes=$((s * 1048576))
-    iters=$((2048 / s > 6 ? 2048 / s : 6)) # a few seconds of training before the kill
+    # Several seconds of training, so that the job is still running when the kill lands
+    # (workers publish their clocks once a second) and the kill falls at a random point.
+    iters=$((8192 / s > 6 ? 8192 / s : 6))
     mkdir -p "$work/$job"
     cluster_spawn "$job" "$build/flr-coordinator" --zk "$ZK" --job "$job" --servers 1 --shards "$shards" \
         --workers 1 --model oracle --hidden "$dim" --optimizer sgd --lr 1 --consistency bsp \
@@ -70,7 +72,8 @@ for s in $sizes; do
         --session-timeout 2000
     wait_for 600 sh -c "'$build/flrctl' --zk '$ZK' --job '$job' status --json 2>/dev/null |
         jq -e '.workers[0].clock >= 2' >/dev/null" || { echo "recovery.sh: $job did not start" >&2; exit 1; }
-    "$build/flrctl" --zk "$ZK" --job "$job" --token-file "$work/token" kill-server 0 >/dev/null
+    "$build/flrctl" --zk "$ZK" --job "$job" --token-file "$work/token" kill-server 0 >/dev/null ||
+        { echo "recovery.sh: $job: the kill did not land (did the job end first?)" >&2; exit 1; }
     cluster_wait "$job" 900 || { echo "recovery.sh: $job did not finish" >&2; exit 1; }
     cluster_wait "$job-w0" 60 || true
     read -r kill detect lost rebuilt < <(jq -r '.failures[0] | "\(.recover_ms) \(.detect_ms) \(.rows_lost) \(.rows_rebuilt)"' "$work/$job.json")

@@ -3,16 +3,22 @@
  * with the transport flr uses (nng REQ/REP over tcp://127.0.0.1, 4 MiB messages, a few in
  * flight), from a sender's memory into a receiver's memory.
  *
- *   bench/xfer [--fresh] [--stream] BYTES [REPEATS]
+ *   bench/xfer [--fresh [--huge]] [--stream [--staged]] BYTES [REPEATS]
  *
  * Prints "bytes seconds MB_per_s" for the best of REPEATS runs (default 3).  The receiver's
  * memory is allocated and touched once, before the first run, unless --fresh: then each run
  * receives into memory allocated for it and not touched before, as a rebuilding server's
  * new shard is, and the time includes the kernel faulting it in.
  *
+ * --huge (with --fresh) advises that memory for huge pages, as a rebuilding server does
+ * with a new shard (flr_advise_huge).
+ *
  * --stream moves the bytes over an nng byte stream (tcp) instead: sent straight from the
  * sender's memory and received straight into the receiver's, with no message to copy into
- * or out of.  It shows what a transport without those two copies would gain.
+ * or out of.  It shows what a transport without those two copies would gain.  --staged
+ * puts the copies back without the messages: each piece passes through a buffer reused on
+ * either side (the sender copies into it, the receiver out of it), as it would where the
+ * ends gather rows into a buffer and scatter them out of one.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -26,6 +32,8 @@
 #include <pthread.h>
 
 #include <time.h>
+
+#include "common/util.h"
 
 #define XFER_MSG    ((size_t)4 << 20)
 #define XFER_FLIGHT 4
@@ -78,31 +86,50 @@ struct stream_io {
     char *p;
     size_t n;
     int send;
+    char *stage; /* --staged: a piece's bytes pass through here, else NULL */
     int rv;
 };
 
-/* Sends or receives all n bytes at p, a piece at a time (a call may move fewer). */
+/* Moves len bytes at p whole (a call may move fewer). */
+static int stream_io_piece(nng_stream *s, nng_aio *aio, int send, char *p, size_t len)
+{
+    size_t done = 0;
+    int rv;
+
+    while (done < len) {
+        nng_iov iov = {.iov_buf = p + done, .iov_len = len - done};
+        if ((rv = nng_aio_set_iov(aio, 1, &iov)) != 0)
+            return rv;
+        if (send)
+            nng_stream_send(s, aio);
+        else
+            nng_stream_recv(s, aio);
+        nng_aio_wait(aio);
+        if ((rv = nng_aio_result(aio)) != 0)
+            return rv;
+        done += nng_aio_count(aio);
+    }
+    return 0;
+}
+
+/* Sends or receives all n bytes at p, a piece at a time, through io->stage if set. */
 static void *stream_io_all(void *arg)
 {
     struct stream_io *io = arg;
     nng_aio *aio;
-    size_t done = 0;
 
     if ((io->rv = nng_aio_alloc(&aio, NULL, NULL)) != 0)
         return NULL;
-    while (done < io->n) {
-        nng_iov iov = {.iov_buf = io->p + done,
-                       .iov_len = io->n - done < XFER_PIECE ? io->n - done : XFER_PIECE};
-        if ((io->rv = nng_aio_set_iov(aio, 1, &iov)) != 0)
-            break;
-        if (io->send)
-            nng_stream_send(io->s, aio);
-        else
-            nng_stream_recv(io->s, aio);
-        nng_aio_wait(aio);
-        if ((io->rv = nng_aio_result(aio)) != 0)
-            break;
-        done += nng_aio_count(aio);
+    for (size_t done = 0; done < io->n && io->rv == 0;) {
+        size_t len = io->n - done < XFER_PIECE ? io->n - done : XFER_PIECE;
+        char *at = io->stage ? io->stage : io->p + done;
+
+        if (io->stage && io->send)
+            memcpy(io->stage, io->p + done, len);
+        io->rv = stream_io_piece(io->s, aio, io->send, at, len);
+        if (io->rv == 0 && io->stage && !io->send)
+            memcpy(io->p + done, io->stage, len);
+        done += len;
     }
     nng_aio_free(aio);
     return NULL;
@@ -138,10 +165,13 @@ static int stream_pair(nng_stream **tx, nng_stream **rx)
     return 0;
 }
 
-/* One run over the stream pair; returns 0 and the seconds it took, or an nng error. */
-static int stream_run(nng_stream *tx, nng_stream *rx, char *src, size_t bytes, double *secs)
+/* One run over the stream pair; returns 0 and the seconds it took, or an nng error.
+ * stages: two XFER_PIECE buffers (sender's, receiver's) for --staged, else NULL. */
+static int stream_run(nng_stream *tx, nng_stream *rx, char *src, size_t bytes, char *stages,
+                      double *secs)
 {
-    struct stream_io out = {tx, src, bytes, 1, 0}, in = {rx, sink.dst, bytes, 0, 0};
+    struct stream_io out = {tx, src, bytes, 1, stages, 0},
+                     in = {rx, sink.dst, bytes, 0, stages ? stages + XFER_PIECE : NULL, 0};
     struct timespec t0, t1;
     pthread_t th;
 
@@ -157,12 +187,16 @@ static int stream_run(nng_stream *tx, nng_stream *rx, char *src, size_t bytes, d
 
 int main(int argc, char **argv)
 {
-    int fresh = 0, stream = 0, a = 1;
+    int fresh = 0, huge = 0, stream = 0, staged = 0, a = 1;
     for (; a < argc && strncmp(argv[a], "--", 2) == 0; a++) {
         if (strcmp(argv[a], "--fresh") == 0)
             fresh = 1;
+        else if (strcmp(argv[a], "--huge") == 0)
+            huge = 1;
         else if (strcmp(argv[a], "--stream") == 0)
             stream = 1;
+        else if (strcmp(argv[a], "--staged") == 0)
+            staged = 1;
         else
             break;
     }
@@ -173,14 +207,21 @@ int main(int argc, char **argv)
     nng_listener l;
     nng_sockaddr sa;
     char url[128];
-    char *src;
+    char *src, *stages = NULL;
     double best = 0;
     int rv;
 
-    if (bytes == 0 || repeats < 1) {
-        fprintf(stderr, "usage: xfer [--fresh] [--stream] BYTES [REPEATS]\n");
+    if (bytes == 0 || repeats < 1 || (huge && !fresh) || (staged && !stream) ||
+        (a < argc && strncmp(argv[a], "--", 2) == 0)) {
+        fprintf(stderr, "usage: xfer [--fresh [--huge]] [--stream [--staged]] BYTES [REPEATS]\n");
         return 2;
     }
+    if (staged && !(stages = malloc(2 * XFER_PIECE))) {
+        fprintf(stderr, "xfer: out of memory\n");
+        return 1;
+    }
+    if (stages)
+        memset(stages, 0, 2 * XFER_PIECE); /* warm, as a buffer in use is */
     src = malloc(bytes);
     sink.dst = fresh ? NULL : malloc(bytes);
     sink.dst_len = bytes;
@@ -232,9 +273,11 @@ int main(int argc, char **argv)
                 fprintf(stderr, "xfer: out of memory\n");
                 return 1;
             }
+            if (huge)
+                flr_advise_huge(sink.dst, bytes);
         }
         if (stream) {
-            if ((rv = stream_run(tx, rx, src, bytes, &secs)) != 0) {
+            if ((rv = stream_run(tx, rx, src, bytes, stages, &secs)) != 0) {
                 fprintf(stderr, "xfer: stream: %s\n", nng_strerror(rv));
                 return 1;
             }
@@ -298,6 +341,7 @@ int main(int argc, char **argv)
         return 1;
     }
     printf("%zu %.6f %.1f\n", bytes, best, (double)bytes / best / 1e6);
+    free(stages);
     free(src);
     if (fresh)
         munmap(sink.dst, bytes);
