@@ -115,9 +115,11 @@ struct coord {
     const struct coord_launcher_ops *launcher;
     struct coord_child *children; /* local launcher */
     size_t nchildren;
-    struct flr_shard_rec *shardrec; /* our copy of every shard record (we are the writer) */
-    int32_t *shardver;              /* their znode versions */
-    long long *shard_rows;          /* rows last seen in each shard (server STATUS) */
+    struct flr_shard_rec *shardrec;  /* our copy of every shard record (we are the writer) */
+    int32_t *shardver;               /* their znode versions */
+    long long *shard_rows;           /* rows last seen in each shard (server STATUS) */
+    struct coord_probe **row_probes; /* by server id: the STATUS asking for those rows */
+    size_t nrow_probes;
     struct flr_server_rec *servers; /* live server records */
     int nservers;
     struct flr_server_rec *known; /* the last record seen of every server id */

@@ -313,29 +313,14 @@ static int servers_refresh(struct coord *c)
     return 0;
 }
 
-/* Asks a server for its STATUS document. */
-static int server_status(struct coord *c, const struct flr_server_rec *srv, json_t **out)
-{
-    json_error_t err;
-    size_t len;
-    char *text;
-    int rv;
-
-    *out = NULL;
-    if ((rv = flr_status_fetch(srv->endpoint, c->cfg.job, 0, OPS_STATUS_TIMEOUT_MS, &text, &len)) !=
-        0)
-        return rv;
-    *out = json_loadb(text, len, 0, &err);
-    free(text);
-    return *out ? 0 : FLR_EFORMAT;
-}
-
 /*
- * A STATUS request to a recovery's target, kept in flight from one tick to the next.  A
- * server answers requests on the thread that rebuilds its shards, so a synchronous poll
- * during a rebuild would block the coordinator's loop for its whole timeout on every tick,
- * and time out.  This one is answered once the server is free; when the shards began
- * serving comes in the answer (serving_since_ms), so its delay does not count.
+ * A STATUS request to a server, kept in flight from one tick to the next: to a recovery's
+ * target, and to every serving server for the rows its shards hold.  A server answers
+ * requests on the thread that rebuilds its shards, so a synchronous poll during a rebuild
+ * would block the coordinator's loop for its whole timeout on every tick, and time out;
+ * so would a server that is stopped but not yet expired.  This one is answered once the
+ * server is free; when the shards began serving comes in the answer (serving_since_ms), so
+ * its delay does not count.
  */
 struct coord_probe {
     struct flr_conn *conn;
@@ -366,12 +351,13 @@ static void probe_free(struct coord_probe *p)
     free(p);
 }
 
-/* The target's STATUS: 0 with *out once an answer is in; FLR_ETIMEOUT while it is not (a
- * request stays in flight); another error when the target cannot be asked. */
-static int probe_status(struct coord *c, struct coord_recovery *r, const struct flr_server_rec *t,
-                        json_t **out)
+/* Server t's STATUS, through the probe in *pp (made when NULL): 0 with *out once an answer
+ * is in; FLR_ETIMEOUT while it is not (a request stays in flight, or with ask 0, none was
+ * started); another error when t cannot be asked. */
+static int probe_status(struct coord *c, struct coord_probe **pp, const struct flr_server_rec *t,
+                        int ask, json_t **out)
 {
-    struct coord_probe *p = r->probe;
+    struct coord_probe *p = *pp;
     char why[128], *text;
     size_t len;
     nng_msg *req;
@@ -380,7 +366,7 @@ static int probe_status(struct coord *c, struct coord_recovery *r, const struct 
     *out = NULL;
     if (p && p->incarnation != t->incarnation) {
         probe_free(p);
-        p = r->probe = NULL;
+        p = *pp = NULL;
     }
     if (!p) {
         if (!(p = calloc(1, sizeof(*p))))
@@ -397,7 +383,7 @@ static int probe_status(struct coord *c, struct coord_recovery *r, const struct 
         p->call.done = probe_done;
         p->call.arg = p;
         p->incarnation = t->incarnation;
-        r->probe = p;
+        *pp = p;
     }
     if (p->busy) {
         if (!__atomic_load_n(&p->done, __ATOMIC_ACQUIRE))
@@ -415,6 +401,8 @@ static int probe_status(struct coord *c, struct coord_recovery *r, const struct 
         }
         /* No answer, or a refusal: ask again below. */
     }
+    if (!ask)
+        return FLR_ETIMEOUT;
     if ((rv = flr_control_request(&req, c->cfg.job, FLR_MSG_STATUS, 0)) != 0)
         return rv;
     p->busy = 1;
@@ -434,6 +422,45 @@ static void server_note_rows(struct coord *c, json_t *st)
         long long s = jint(sh, "shard");
         if (s >= 0 && (uint32_t)s < c->spec.num_shards)
             c->shard_rows[s] = jint(sh, "rows");
+    }
+}
+
+/*
+ * The rows each serving server's shards hold, asked every OPS_ROWS_MS (start) and taken
+ * as the answers come in, without waiting for them.  Probes of servers that no longer
+ * serve are dropped.
+ */
+static void rows_poll(struct coord *c, int start)
+{
+    for (size_t id = 0; id < c->nrow_probes; id++) {
+        const struct flr_server_rec *s = server_rec(c, (uint32_t)id);
+        if (c->row_probes[id] && (!s || s->state != FLR_SERVER_SERVING)) {
+            probe_free(c->row_probes[id]);
+            c->row_probes[id] = NULL;
+        }
+    }
+    for (int i = 0; i < c->nservers; i++) {
+        const struct flr_server_rec *s = &c->servers[i];
+        struct coord_probe *p;
+        json_t *st;
+
+        if (s->state != FLR_SERVER_SERVING)
+            continue;
+        if (s->id >= c->nrow_probes) {
+            struct coord_probe **v = realloc(c->row_probes, (s->id + 1) * sizeof(*v));
+            if (!v)
+                continue;
+            memset(v + c->nrow_probes, 0, (s->id + 1 - c->nrow_probes) * sizeof(*v));
+            c->row_probes = v;
+            c->nrow_probes = s->id + 1;
+        }
+        p = c->row_probes[s->id];
+        if (!start && !(p && p->busy && p->incarnation == s->incarnation))
+            continue; /* nothing in flight, and not time to ask */
+        if (probe_status(c, &c->row_probes[s->id], s, start, &st) == 0) {
+            server_note_rows(c, st);
+            json_decref(st);
+        }
     }
 }
 
@@ -744,7 +771,7 @@ static int rec_load(struct coord *c, struct coord_recovery *r)
                     coord_flr(c) ? "are rebuilt from the workers" : "start again", r->target);
         return rec_save(c, r);
     }
-    if (probe_status(c, r, t, &st) != 0)
+    if (probe_status(c, &r->probe, t, 1, &st) != 0)
         return 0; /* not answering yet */
     long long rebuilt = 0, lost = 0;
     int64_t since = 0;
@@ -1082,14 +1109,17 @@ int coord_ops_step(struct coord *c, char *why, size_t whylen)
     int64_t now = flr_now_ms();
     struct flr_zk_event ev;
     int relist = now - c->last_list_ms >= OPS_LIST_MS, rv;
-    char prefix[FLR_PATH_MAX];
+    char servers[FLR_PATH_MAX], requests[FLR_PATH_MAX];
 
     if ((rv = coord_ops_begin(c, why, whylen)) != 0)
         return rv;
     c->launcher->poll(c);
-    flr_job_path(prefix, sizeof(prefix), c->cfg.job, "/servers");
+    /* A server registered or left, or an operator queued a command: at once. */
+    flr_job_path(servers, sizeof(servers), c->cfg.job, "/servers");
+    flr_job_path(requests, sizeof(requests), c->cfg.job, "/requests");
     while (flr_zk_next_event(c->zk, &ev, 0) == 0)
-        if (ev.kind == FLR_ZK_EV_CONNECTED || strcmp(ev.path, prefix) == 0)
+        if (ev.kind == FLR_ZK_EV_CONNECTED || strcmp(ev.path, servers) == 0 ||
+            strcmp(ev.path, requests) == 0)
             relist = 1;
     if (relist) {
         c->last_list_ms = now;
@@ -1121,17 +1151,9 @@ int coord_ops_step(struct coord *c, char *why, size_t whylen)
             }
         } while (c->recs[i].phase != before && c->recs[i].phase != RPH_DONE);
     }
-    if (now - c->last_poll_ms >= OPS_ROWS_MS) {
+    if (now - c->last_poll_ms >= OPS_ROWS_MS)
         c->last_poll_ms = now;
-        for (int i = 0; i < c->nservers; i++) {
-            json_t *st;
-            if (c->servers[i].state == FLR_SERVER_SERVING &&
-                server_status(c, &c->servers[i], &st) == 0) {
-                server_note_rows(c, st);
-                json_decref(st);
-            }
-        }
-    }
+    rows_poll(c, c->last_poll_ms == now);
     return flr_zk_expired(c->zk) ? FLR_EZK_EXPIRED : 0;
 }
 
@@ -1141,6 +1163,11 @@ void coord_ops_end(struct coord *c)
         free(c->recs[i].shards);
         probe_free(c->recs[i].probe);
     }
+    for (size_t id = 0; id < c->nrow_probes; id++)
+        probe_free(c->row_probes[id]);
+    free(c->row_probes);
+    c->row_probes = NULL;
+    c->nrow_probes = 0;
     free(c->recs);
     free(c->shardrec);
     free(c->shardver);
