@@ -162,6 +162,8 @@ int flr_reply_type(int type)
         return FLR_MSG_MANIFEST;
     case FLR_MSG_REBUILD_REQ:
         return FLR_MSG_REBUILD_STREAM;
+    case FLR_MSG_LEAVE:
+        return FLR_MSG_LEAVE_REPLY;
     default:
         return FLR_MSG_ERROR_REPLY;
     }

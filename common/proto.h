@@ -65,7 +65,9 @@
     X(MANIFEST_REQ, 16, "")                                                                        \
     X(MANIFEST, 17, "srjx")                                                                        \
     X(REBUILD_REQ, 18, "tqi")                                                                      \
-    X(REBUILD_STREAM, 19, "srtqkvcip")
+    X(REBUILD_STREAM, 19, "srtqkvcip")                                                             \
+    X(LEAVE, 20, "ci")                                                                             \
+    X(LEAVE_REPLY, 21, "srpq")
 
 enum flr_msg_type {
     FLR_MSG_NONE = 0,

@@ -726,7 +726,8 @@ static void srv_handle(struct srv *s, struct flr_req *req, nng_msg *msg)
     switch (m.type) {
     case FLR_MSG_PULL:
     case FLR_MSG_PUSH:
-    case FLR_MSG_CLOCK: {
+    case FLR_MSG_CLOCK:
+    case FLR_MSG_LEAVE: {
         struct flr_shard *sh = m.shard < s->spec.num_shards ? s->shards[m.shard] : NULL;
         if (flr_now_ms() >= flr_zk_lease_until(s->zk)) {
             /* Paused or cut off for too long: the coordinator may already have given our

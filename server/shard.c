@@ -65,7 +65,8 @@ struct flr_shard {
 
     uint32_t nworkers;
     int64_t *wclock;
-    uint8_t *removed; /* workers the coordinator removed: their clocks no longer count */
+    uint8_t *removed;  /* workers the coordinator removed: their clocks no longer count */
+    uint64_t *left_at; /* per removed worker: the stamp when it was removed (see shard_leave) */
     int64_t min_clock;
     int64_t bound; /* pull at clock t waits for min_clock >= t - bound */
     int bsp;
@@ -182,6 +183,7 @@ static void shard_free(struct flr_shard *s)
     free(s->inc);
     free(s->wclock);
     free(s->removed);
+    free(s->left_at);
     free(s);
 }
 
@@ -200,6 +202,7 @@ static int shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, ui
     s->nworkers = spec->num_workers;
     s->wclock = calloc(s->nworkers, sizeof(*s->wclock));
     s->removed = calloc(s->nworkers, sizeof(*s->removed));
+    s->left_at = calloc(s->nworkers, sizeof(*s->left_at));
     s->inc = calloc(s->nworkers, sizeof(*s->inc));
     s->frontier = calloc(s->nworkers, sizeof(*s->frontier));
     s->floor = calloc(s->nworkers, sizeof(*s->floor));
@@ -208,8 +211,8 @@ static int shard_open(struct flr_shard **sp, const struct flr_job_spec *spec, ui
     s->xbuf = calloc(s->nworkers, 8);
     s->maxseq = calloc(s->nworkers, sizeof(*s->maxseq));
     s->retry_since = UINT64_MAX;
-    if (!s->wclock || !s->removed || !s->inc || !s->frontier || !s->floor || !s->cov ||
-        !s->covered || !s->xbuf || !s->maxseq) {
+    if (!s->wclock || !s->removed || !s->left_at || !s->inc || !s->frontier || !s->floor ||
+        !s->cov || !s->covered || !s->xbuf || !s->maxseq) {
         rv = FLR_ENOMEM;
         goto fail;
     }
@@ -373,10 +376,12 @@ static uint64_t shard_cov_stamp(const struct flr_shard *s, uint32_t w, uint64_t 
     return 0;
 }
 
-/* Recomputes the safe stamp: every update at or below it is in enough copies. */
-static uint64_t shard_safe(struct flr_shard *s)
+/* The stamp below every row still waiting for its copies (listed dirty, on the retry list
+ * or in a REPLICATE not yet answered): every update at or below it is in enough copies
+ * now.  It goes back when rows are listed again (a holder left). */
+static uint64_t shard_safe_now(struct flr_shard *s)
 {
-    uint64_t lo = s->retry_since, safe;
+    uint64_t lo = s->retry_since;
     const struct flr_dirty *d;
 
     if (s->nholders > 0) {
@@ -386,7 +391,15 @@ static uint64_t shard_safe(struct flr_shard *s)
             if (s->batches[i].since < lo)
                 lo = s->batches[i].since;
     }
-    safe = lo == UINT64_MAX ? s->stamp : lo - 1;
+    return lo == UINT64_MAX ? s->stamp : lo - 1;
+}
+
+/* Recomputes the safe stamp, which never decreases: the covered pseqs derived from it
+ * were already reported. */
+static uint64_t shard_safe(struct flr_shard *s)
+{
+    uint64_t safe = shard_safe_now(s);
+
     if (safe > s->safe)
         s->safe = safe;
     return s->safe;
@@ -863,6 +876,7 @@ void flr_shard_remove_worker(struct flr_shard *s, uint32_t worker)
     if (worker >= s->nworkers || s->removed[worker])
         return;
     s->removed[worker] = 1;
+    s->left_at[worker] = s->stamp;
     shard_drop_early(s, worker, 0);
     shard_forget_holder(s, worker);
     (void)shard_advance(s);
@@ -950,9 +964,46 @@ static int shard_note_incarnation(struct flr_shard *s, const struct flr_msg *m)
     return 0;
 }
 
+/*
+ * A worker that finished asks whether it may go (docs/recovery.md, "A worker that
+ * finishes").  The first LEAVE removes it, unless its published result did already: its
+ * clock stops counting, its copies stop counting as holders, and the rows it held are
+ * listed to be copied to the other workers.  Until every row listed at or before its
+ * removal has its copies elsewhere, the shard may still need the worker's copies or log in
+ * a rebuild: the reply's p is 0 ("stay").  Then p is the stamp of its removal (at least 1)
+ * and the worker may go.  q is its covered pseq, as in every reply.
+ */
+static enum flr_shard_verdict shard_leave(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
+                                          const struct flr_msg *m)
+{
+    const uint32_t w = m->sender;
+    uint64_t released = 0;
+
+    if (!s->removed[w]) {
+        flr_info("srv.worker_leaves", "shard %u: worker %u finished; its copies no longer count",
+                 s->id, w);
+        flr_shard_remove_worker(s, w);
+    }
+    if (!s->flr || shard_safe_now(s) >= s->left_at[w])
+        released = s->left_at[w] ? s->left_at[w] : 1;
+    shard_reply_ok(s, req, m, FLR_MSG_LEAVE_REPLY, released);
+    nng_msg_free(msg);
+    return FLR_SHARD_REPLIED;
+}
+
 enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                         const struct flr_msg *m)
 {
+    if (m->type == FLR_MSG_LEAVE) {
+        if (m->sender >= s->nworkers || shard_note_incarnation(s, m) != 0) {
+            char why[FLR_REASON_MAX];
+            snprintf(why, sizeof(why), "LEAVE from worker %u: unknown worker or an old process",
+                     m->sender);
+            shard_reject(s, req, msg, m, FLR_EBAD_REQUEST, why);
+            return FLR_SHARD_REPLIED;
+        }
+        return shard_leave(s, req, msg, m);
+    }
     if (m->sender < s->nworkers && s->removed[m->sender]) {
         char why[FLR_REASON_MAX];
         snprintf(why, sizeof(why), "worker %u was removed from the job", m->sender);

@@ -180,9 +180,11 @@ int flr_shard_replicate(struct flr_shard *s, const uint32_t *targets, uint32_t n
 void flr_shard_replicate_done(struct flr_shard *s, uint64_t id, int ok);
 
 /*
- * Handles a decoded PULL, PUSH or CLOCK whose header (job, shard, epoch) has already been
- * checked.  msg is the buffer m points into.  Returns FLR_SHARD_REPLIED (the shard replied
- * and freed msg) or FLR_SHARD_HELD (the shard keeps req and msg).
+ * Handles a decoded PULL, PUSH, CLOCK or LEAVE whose header (job, shard, epoch) has already
+ * been checked.  A removed worker's requests are refused, except LEAVE, which a finished
+ * worker sends until the shard no longer needs its copies and log (docs/recovery.md).  msg is the
+ * buffer m points into.  Returns FLR_SHARD_REPLIED (the shard replied and freed msg) or
+ * FLR_SHARD_HELD (the shard keeps req and msg).
  */
 enum flr_shard_verdict flr_shard_handle(struct flr_shard *s, struct flr_req *req, nng_msg *msg,
                                         const struct flr_msg *m);

@@ -728,6 +728,27 @@ static void retried_request_goes_without_waiting_for_the_others(void **state)
     free(v);
 }
 
+/*
+ * A finished worker leaves (last test: the servers no longer count this worker after).
+ * Under flr every shard is asked with LEAVE; with no other worker to copy its rows to,
+ * each releases it at once, and the worker is then removed: its pulls are refused.  Under
+ * none there is nothing to hand over and nothing is sent.
+ */
+static void finished_worker_leaves(void **state)
+{
+    uint64_t key = FLR_KEY(DENSE, 3);
+    float v[DDIM];
+
+    (void)state;
+    assert_int_equal(flr_client_leave(cl, 5000), 0);
+    if (strcmp(recovery, "flr") != 0) {
+        assert_int_equal(flr_pull(cl, DENSE, &key, 1, v), 0);
+        return;
+    }
+    assert_int_equal(flr_pull(cl, DENSE, &key, 1, v), FLR_EWORKER_REMOVED);
+    assert_non_null(strstr(flr_client_last_error(cl), "removed"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -743,6 +764,7 @@ int main(void)
         cmocka_unit_test(push_waits_while_its_shard_rebuilds),
         cmocka_unit_test(request_in_flight_follows_a_replaced_server),
         cmocka_unit_test(retried_request_goes_without_waiting_for_the_others),
+        cmocka_unit_test(finished_worker_leaves),
     };
     int failed;
 

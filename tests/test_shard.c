@@ -1583,6 +1583,78 @@ static void removed_worker_leaves_its_rows_short_again(void **state)
     assert_int_equal(r.aux, INC(5) + 2);
 }
 
+static nng_msg *mk_leave(struct fixture *f, uint32_t worker, int64_t clock)
+{
+    struct flr_msg m = msg_base(f, FLR_MSG_LEAVE, worker, clock);
+    return encode(&m);
+}
+
+/* A finished worker may go only once the rows whose copies it held are copied to another
+ * worker: until then a rebuild may need them (and its log). */
+static void leaving_worker_stays_until_its_rows_are_copied_elsewhere(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 6);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    const uint32_t to0[1] = {0};
+    struct flr_shard_replica out[2];
+    struct flr_shard_copies c;
+    struct reply r;
+    uint32_t n;
+
+    /* Worker 1 pushes and pulls: its copy covers its push, so its log is empty. */
+    push_seq_ok(f, 1, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 1, &r);
+    pull_ok(f, 1, DENSE, 0, &key, 1, &r);
+    rpc(f, mk_clock(f, 1, 1), &r);
+    assert_int_equal(r.aux, INC(5) + 1);
+
+    /* It finishes: the first LEAVE removes it, and the row it alone held must stay with it
+     * until the row is copied to worker 0. */
+    rpc(f, mk_leave(f, 1, 1), &r);
+    assert_int_equal(r.type, FLR_MSG_LEAVE_REPLY);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.stamp, 0);
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.short_rows, 1);
+    /* A removed worker is refused anything but LEAVE. */
+    rpc(f, mk_clock(f, 1, 2), &r);
+    assert_int_equal(r.status, FLR_EWORKER_REMOVED);
+    rpc(f, mk_leave(f, 1, 1), &r);
+    assert_int_equal(r.stamp, 0);
+
+    /* The replication pass copies the row to worker 0 (the first pass lets pulls go
+     * first); once worker 0 acknowledges, worker 1 may go. */
+    n = replicate(f, to0, 1, out);
+    if (n == 0)
+        n = replicate(f, to0, 1, out);
+    assert_int_equal(n, 1);
+    nng_msg_free(out[0].msg);
+    rpc(f, mk_leave(f, 1, 1), &r);
+    assert_int_equal(r.stamp, 0); /* in flight: not a copy yet */
+    flr_shard_replicate_done(f->sh, out[0].id, 1);
+    rpc(f, mk_leave(f, 1, 1), &r);
+    assert_int_equal(r.stamp, 1); /* released: the stamp it was removed at */
+    assert_int_equal(r.aux, INC(5) + 1);
+    assert_int_equal(flr_shard_copies(f->sh, &c), 1);
+    assert_int_equal(c.short_rows, 0);
+}
+
+/* With nobody left to hold copies, a leaving worker is released at once. */
+static void last_worker_leaves_at_once(void **state)
+{
+    struct fixture *f = *state;
+    const uint64_t key = flr_key(DENSE, 5);
+    const float g[DENSE_DIM] = {1, 1, 1};
+    struct reply r;
+
+    push_seq_ok(f, 0, DENSE, 0, &key, 1, g, DENSE_DIM, INC(5) + 1, &r);
+    for (uint32_t w = 1; w < NWORKERS; w++)
+        flr_shard_remove_worker(f->sh, w);
+    rpc(f, mk_leave(f, 0, 0), &r);
+    assert_int_equal(r.status, 0);
+    assert_true(r.stamp > 0);
+}
+
 static void bsp_closed_clock_is_covered_once_its_rows_are_copied(void **state)
 {
     struct fixture *f = *state;
@@ -1694,6 +1766,9 @@ int main(void)
                                         setup_flr_asp, teardown),
         cmocka_unit_test_setup_teardown(a_failed_row_is_retried_once_per_pass, setup_flr_asp_k3,
                                         teardown),
+        cmocka_unit_test_setup_teardown(leaving_worker_stays_until_its_rows_are_copied_elsewhere,
+                                        setup_flr_asp, teardown),
+        cmocka_unit_test_setup_teardown(last_worker_leaves_at_once, setup_flr_asp, teardown),
         cmocka_unit_test_setup_teardown(removed_worker_leaves_its_rows_short_again, setup_flr_asp,
                                         teardown),
         cmocka_unit_test_setup_teardown(bsp_closed_clock_is_covered_once_its_rows_are_copied,

@@ -41,7 +41,7 @@
 #include "copies.h"
 #include "keeper.h"
 
-enum { OP_PULL = 1, OP_PUSH = 2, OP_CLOCK = 3 };
+enum { OP_PULL = 1, OP_PUSH = 2, OP_CLOCK = 3, OP_LEAVE = 4 };
 
 /*
  * Payload bytes per message before an operation is split.  Large enough that the
@@ -83,7 +83,10 @@ struct flr_op {
     const float *grads;   /* push source, routed order (caller's array or rgrads) */
     const uint32_t *perm; /* routed index -> caller's index, NULL when identity */
     int64_t clock;
-    int result; /* the first error that fails the operation, 0 while none */
+    int result;       /* the first error that fails the operation, 0 while none */
+    int timeout_ms;   /* the operation's timeout (the client's, unless set after cl_op_get) */
+    int64_t until;    /* 0, or when it fails even while a shard recovers (monotonic ms) */
+    uint32_t staying; /* OP_LEAVE: shards that answered "stay" */
 
     /* recycled scratch */
     uint32_t *perm_buf;
@@ -595,6 +598,9 @@ static struct flr_op *cl_op_get(struct flr_client *c)
     op->nchunks = 0;
     op->perm = NULL;
     op->result = 0;
+    op->timeout_ms = c->o.timeout_ms;
+    op->until = 0;
+    op->staying = 0;
     return op;
 }
 
@@ -820,9 +826,10 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
         ch->state = 2; /* no owner, or not ready for it: retry after re-reading the map */
         return;
     }
-    m.type = op->kind == OP_PULL   ? FLR_MSG_PULL
-             : op->kind == OP_PUSH ? FLR_MSG_PUSH
-                                   : FLR_MSG_CLOCK;
+    m.type = op->kind == OP_PULL    ? FLR_MSG_PULL
+             : op->kind == OP_PUSH  ? FLR_MSG_PUSH
+             : op->kind == OP_CLOCK ? FLR_MSG_CLOCK
+                                    : FLR_MSG_LEAVE;
     m.job = c->job;
     m.job_len = (uint32_t)strlen(c->job);
     m.sender = c->o.worker_id;
@@ -834,7 +841,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     m.table = op->table;
     m.clock = op->clock;
     m.seq = op->kind == OP_PUSH ? ch->pseq : c->inc;
-    if (op->kind != OP_CLOCK) {
+    if (op->kind == OP_PULL || op->kind == OP_PUSH) {
         m.keys = op->keys + ch->first;
         m.nkeys = ch->n;
     }
@@ -848,7 +855,7 @@ static void cl_chunk_send(struct flr_op *op, struct chunk *ch)
     }
     c->bytes_sent += nng_msg_len(msg);
     atomic_store_explicit(&ch->finished, 0, memory_order_relaxed);
-    flr_call_start(&ch->call, conn, msg, c->o.timeout_ms, op->wg);
+    flr_call_start(&ch->call, conn, msg, op->timeout_ms, op->wg);
 }
 
 static void cl_op_start(struct flr_op *op)
@@ -947,6 +954,8 @@ static void cl_chunk_collect(struct flr_op *op, struct chunk *ch)
             op->result = rv;
         ch->state = 1;
     } else {
+        if (op->kind == OP_LEAVE && r.stamp == 0)
+            op->staying++;
         ch->state = 1;
     }
     if (rv == 0 && c->copies) {
@@ -1009,7 +1018,7 @@ static int cl_chunk_moved(struct flr_client *c, const struct chunk *ch)
 static int cl_op_finish(struct flr_op *op)
 {
     struct flr_client *c = op->c;
-    int64_t deadline = flr_now_ms() + c->o.timeout_ms, retry_at = 0;
+    int64_t deadline = flr_now_ms() + op->timeout_ms, retry_at = 0;
     int backoff_ms = 20, rv = 0, said = 0;
 
     for (;;) {
@@ -1050,11 +1059,15 @@ static int cl_op_finish(struct flr_op *op)
             break;
         }
         now = flr_now_ms();
+        if (op->until && now > op->until) {
+            rv = op->result = cl_fail(c, FLR_ETIMEOUT, "%s", "out of time");
+            break;
+        }
         if (blocked) {
             if (!said++)
                 flr_info("client.blocked", "worker %u: a shard is recovering; waiting for it",
                          c->o.worker_id);
-            deadline = now + c->o.timeout_ms;
+            deadline = now + op->timeout_ms;
             backoff_ms = 20;
         } else if (now > deadline) {
             rv = op->result =
@@ -1210,6 +1223,24 @@ static void cl_publish_progress(struct flr_client *c, int force)
     (void)flr_zk_set(c->zk, path, buf, (int)strlen(buf), -1);
 }
 
+/* Makes op a request of kind (OP_CLOCK, OP_LEAVE) at clock to every shard.  On failure
+ * the op is put back. */
+static int cl_op_every_shard(struct flr_op *op, int kind, int64_t clock)
+{
+    int rv;
+
+    op->kind = kind;
+    op->table = 0;
+    op->dim = 0;
+    op->clock = clock;
+    for (uint32_t s = 0; s < op->c->spec.num_shards; s++)
+        if ((rv = cl_op_add_chunk(op, s, 0, 0)) != 0) {
+            cl_op_put(op);
+            return rv;
+        }
+    return 0;
+}
+
 int flr_clock(struct flr_client *c)
 {
     struct flr_op *op;
@@ -1217,15 +1248,8 @@ int flr_clock(struct flr_client *c)
 
     if (!(op = cl_op_get(c)))
         return FLR_ENOMEM;
-    op->kind = OP_CLOCK;
-    op->table = 0;
-    op->dim = 0;
-    op->clock = c->clock + 1;
-    for (uint32_t s = 0; s < c->spec.num_shards; s++)
-        if ((rv = cl_op_add_chunk(op, s, 0, 0)) != 0) {
-            cl_op_put(op);
-            return rv;
-        }
+    if ((rv = cl_op_every_shard(op, OP_CLOCK, c->clock + 1)) != 0)
+        return rv;
     cl_op_start(op);
     rv = cl_op_finish(op);
     cl_op_put(op);
@@ -1281,6 +1305,73 @@ int flr_client_publish_result(struct flr_client *c, const char *json)
     if (rv == FLR_EZK_EXISTS)
         rv = flr_zk_set(c->zk, path, json, (int)strlen(json), -1);
     return rv;
+}
+
+/* Whether the job is over (done or failed): no rebuild will ask this worker for anything. */
+static int cl_job_over(struct flr_client *c)
+{
+    char path[FLR_PATH_MAX], *data = NULL;
+    int len, over = 0;
+
+    flr_job_path(path, sizeof(path), c->job, "/state");
+    if (flr_zk_get(c->zk, path, 0, &data, &len, NULL, NULL) == 0 && data)
+        over = strcmp(data, "done") == 0 || strcmp(data, "failed") == 0;
+    free(data);
+    return over;
+}
+
+/* One LEAVE round waits at most this long for its answers. */
+#define CL_LEAVE_ROUND_MS 2000
+
+int flr_client_leave(struct flr_client *c, int timeout_ms)
+{
+    const int64_t t0 = flr_now_ms(), deadline = t0 + timeout_ms;
+    int rounds = 0;
+
+    if (!c->copies || timeout_ms <= 0)
+        return 0; /* recovery none (nothing of ours is needed), or told not to wait */
+    for (;;) {
+        int64_t left = deadline - flr_now_ms();
+        struct flr_op *op;
+        uint32_t staying;
+        int rv;
+
+        if (cl_job_over(c))
+            return 0;
+        if (!(op = cl_op_get(c)))
+            return FLR_ENOMEM;
+        if ((rv = cl_op_every_shard(op, OP_LEAVE, c->clock)) != 0)
+            return rv;
+        op->timeout_ms = (int)(left > CL_LEAVE_ROUND_MS ? CL_LEAVE_ROUND_MS : left > 1 ? left : 1);
+        op->until = deadline; /* a recovering shard holds it up to there */
+        cl_op_start(op);
+        rv = cl_op_finish(op);
+        staying = op->staying;
+        cl_op_put(op);
+        rounds++;
+        if (rv != 0 && rv != FLR_ETIMEOUT)
+            return rv; /* refused: asking again will not help (reason in last_error) */
+        if (rv == 0 && staying == 0) {
+            flr_info("client.left",
+                     "worker %u: the servers no longer need its copies or log (%lld ms, %d "
+                     "rounds)",
+                     c->o.worker_id, (long long)(flr_now_ms() - t0), rounds);
+            return 0;
+        }
+        if (flr_now_ms() >= deadline) {
+            if (cl_job_over(c))
+                return 0;
+            if (rv)
+                snprintf(c->last_error, sizeof(c->last_error),
+                         "the servers did not answer LEAVE within %d ms", timeout_ms);
+            else
+                snprintf(c->last_error, sizeof(c->last_error),
+                         "%u shards still needed this worker's copies or log after %d ms", staying,
+                         timeout_ms);
+            return FLR_ETIMEOUT;
+        }
+        usleep(50 * 1000);
+    }
 }
 
 int flr_client_wait_others(struct flr_client *c, int timeout_ms)

@@ -112,6 +112,16 @@ void flr_client_progress(struct flr_client *c, int64_t clocks_total, int64_t sam
 /* Publishes the training curve (a JSON array) for the job's status. */
 int flr_client_publish_curve(struct flr_client *c, const char *json);
 
+/*
+ * Leaves the job without taking anything a rebuild needs (recovery flr; call after
+ * publishing the result, before closing).  A finished worker's copies and update log may
+ * be the only record of its last updates until the servers have copied its rows to other
+ * workers; this asks every shard (LEAVE) until each answers that it no longer needs them,
+ * at most timeout_ms (0: not at all), and stays available to a rebuild meanwhile.  Returns
+ * 0 (also when the job is over, or under recovery none), FLR_ETIMEOUT or another error.
+ */
+int flr_client_leave(struct flr_client *c, int timeout_ms);
+
 /* Message of the last error, or "" (owned by the client). */
 const char *flr_client_last_error(const struct flr_client *c);
 

@@ -43,6 +43,7 @@ struct wrk_cfg {
     long long session_ms;
     long long timeout_ms;
     long long start_timeout_ms;
+    long long leave_timeout_ms;
     char listen[FLR_ENDPOINT_MAX];
     char advertise[FLR_ENDPOINT_MAX];
     char log_level[16];
@@ -75,6 +76,9 @@ static const struct flr_opt wrk_opts[] = {
               "how long a request may wait before it fails"),
     FLR_OPT_I("start-timeout", struct wrk_cfg, start_timeout_ms, "120000", 100, 86400000, "MS",
               "how long to wait for the job to start"),
+    FLR_OPT_I("leave-timeout", struct wrk_cfg, leave_timeout_ms, "30000", 0, 86400000, "MS",
+              "recovery flr: how long a finished worker stays for the servers to copy its rows "
+              "elsewhere before it exits (0: it does not wait)"),
     FLR_OPT_S("oracle-out", struct wrk_cfg, oracle_out, "", "PREFIX",
               "exactly-once checks: write what this worker pushed to PREFIX.wID.pushed and, on "
               "worker 0 after every other worker finished, the final parameters to "
@@ -170,6 +174,11 @@ int main(int argc, char **argv)
         if (!f || fprintf(f, "%s\n", result) < 0 || fclose(f) != 0)
             flr_warn("wrk.result", "could not write %s", cfg.result);
     }
+    /* Its copies and log may be the only record of its last updates until the servers
+     * have copied its rows to the other workers: stay until they say so. */
+    if (flr_client_leave(c, (int)cfg.leave_timeout_ms) != 0)
+        flr_warn("wrk.leave", "worker %lld leaves before the servers released it: %s", cfg.id,
+                 flr_client_last_error(c));
     flr_notice("wrk.done", "worker %lld finished", cfg.id);
     free(result);
     /* The work is done and published.  Closing nng sockets can hang in rare cases with
