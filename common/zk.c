@@ -1146,6 +1146,48 @@ out:
     return rv;
 }
 
+int flr_zk_set_many(struct flr_zk *zk, const struct flr_zk_write *w, int n)
+{
+    zoo_op_t ops[64];
+    zoo_op_result_t res[64];
+    struct zk_try t;
+    struct Stat st;
+    char *got;
+    int rc, rv, gotlen;
+
+    if (!zk || !w || n < 1 || n > 64)
+        return FLR_EINVAL;
+    for (int i = 0; i < n; i++) {
+        if (!w[i].path || !w[i].data || w[i].len < 0 || w[i].version < 0)
+            return FLR_EINVAL;
+        zoo_set_op_init(&ops[i], w[i].path, w[i].data, w[i].len, w[i].version, NULL);
+    }
+    if ((rv = zk_enter(zk)) != 0)
+        return rv;
+    zk_try_init(zk, &t);
+    for (;;) {
+        rc = zoo_multi(zk->zh, n, ops, res);
+        if (!zk_is_loss(rc))
+            break;
+        if ((rv = zk_reconnected(zk, &t)) != 0)
+            goto out;
+        /* All or none went through: the first node tells which. */
+        if (zk_get_held(zk, &t, w[0].path, 0, &got, &gotlen, &st) == 0) {
+            int applied =
+                st.version == w[0].version + 1 && zk_same_data(got, gotlen, w[0].data, w[0].len);
+            free(got);
+            if (applied) {
+                rc = ZOK;
+                break;
+            }
+        }
+    }
+    rv = zk_err(rc);
+out:
+    zk_leave(zk);
+    return rv;
+}
+
 int flr_zk_delete(struct flr_zk *zk, const char *path, int32_t version)
 {
     struct zk_try t;

@@ -119,6 +119,19 @@ int flr_zk_get(struct flr_zk *zk, const char *path, int watch, char **data, int 
  * FLR_EZK_BADVERSION, FLR_EZK_NONODE or FLR_EZK. */
 int flr_zk_set(struct flr_zk *zk, const char *path, const void *data, int len, int32_t version);
 
+/* One write of flr_zk_set_many: path gets data (len bytes) if its version equals version. */
+struct flr_zk_write {
+    const char *path;
+    const void *data;
+    int len;
+    int32_t version; /* >= 0 */
+};
+
+/* Writes n nodes (at most 64) as flr_zk_set would, all or none: one ZooKeeper multi, so a
+ * watcher never sees some written and not the others.  Returns 0, FLR_EZK_BADVERSION or
+ * FLR_EZK_NONODE (then nothing was written), FLR_EINVAL or FLR_EZK. */
+int flr_zk_set_many(struct flr_zk *zk, const struct flr_zk_write *w, int n);
+
 /* Deletes a node (version -1: any). Returns 0, FLR_EZK_NONODE, FLR_EZK_BADVERSION, FLR_EZK. */
 int flr_zk_delete(struct flr_zk *zk, const char *path, int32_t version);
 

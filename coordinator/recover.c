@@ -659,6 +659,61 @@ static const struct flr_server_rec *rec_pick(struct coord *c, const struct coord
     return best;
 }
 
+/*
+ * Writes the shard records that give a recovery's shards to its target, all in one
+ * ZooKeeper multi: the target sees its shards assigned together, so it rebuilds them
+ * together rather than the first it sees alone.  Shards already at the assigned epoch are
+ * left as they are (a takeover redoing the step).
+ */
+static int rec_assign(struct coord *c, struct coord_recovery *r, int *more)
+{
+    struct flr_zk_write w[64];
+    struct flr_shard_rec recs[64];
+    char paths[64][FLR_PATH_MAX], *json[64];
+    uint32_t idx[64];
+    int n = 0, rv = 0;
+
+    *more = 0;
+    for (uint32_t i = 0; i < r->nshards; i++) {
+        uint32_t s = r->shards[i];
+        struct flr_shard_rec rec = c->shardrec[s];
+        if (rec.epoch >= r->assigned_epoch)
+            continue;
+        rec.owner = r->target;
+        rec.epoch = r->assigned_epoch;
+        rec.state = FLR_SHARD_ACTIVE;
+        rec.from1 = r->drain ? r->server + 1 : 0;
+        rec.rebuild = !r->drain && coord_flr(c);
+        if (n == 64) {
+            /* More than one multi takes: this batch now, the rest on the next tick. */
+            *more = 1;
+            break;
+        }
+        if ((rv = flr_shard_rec_to_json(&rec, &json[n])) != 0)
+            goto out;
+        flr_job_node(paths[n], sizeof(paths[n]), c->cfg.job, "shards", s);
+        w[n] = (struct flr_zk_write){paths[n], json[n], (int)strlen(json[n]), c->shardver[s]};
+        recs[n] = rec;
+        idx[n++] = s;
+    }
+    if (n == 0)
+        return 0;
+    if ((rv = flr_zk_set_many(c->zk, w, n)) == 0) {
+        for (int k = 0; k < n; k++) {
+            c->shardrec[idx[k]] = recs[k];
+            c->shardver[idx[k]]++;
+        }
+    } else if (rv == FLR_EZK_BADVERSION) {
+        flr_warn("coord.shard", "%s: a shard record changed under us; re-reading them", r->id);
+        for (int k = 0; k < n; k++)
+            (void)shard_load(c, idx[k]);
+    }
+out:
+    while (n-- > 0)
+        free(json[n]);
+    return rv;
+}
+
 static int rec_place(struct coord *c, struct coord_recovery *r)
 {
     const struct flr_server_rec *t = NULL;
@@ -708,19 +763,9 @@ static int rec_place(struct coord *c, struct coord_recovery *r)
         if ((rv = coord_bump_epoch(c, &r->assigned_epoch)) != 0 || (rv = rec_save(c, r)) != 0)
             return rv;
     }
-    for (uint32_t i = 0; i < r->nshards; i++) {
-        uint32_t s = r->shards[i];
-        struct flr_shard_rec rec = c->shardrec[s];
-        if (rec.epoch >= r->assigned_epoch)
-            continue;
-        rec.owner = r->target;
-        rec.epoch = r->assigned_epoch;
-        rec.state = FLR_SHARD_ACTIVE;
-        rec.from1 = r->drain ? r->server + 1 : 0;
-        rec.rebuild = !r->drain && coord_flr(c);
-        if ((rv = shard_write(c, s, &rec)) != 0)
-            return rv;
-    }
+    int more;
+    if ((rv = rec_assign(c, r, &more)) != 0 || more)
+        return rv;
     r->phase = RPH_LOADING;
     if ((rv = rec_save(c, r)) != 0)
         return rv;

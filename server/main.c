@@ -831,79 +831,90 @@ static int srv_sync_shards(struct srv *s)
     size_t njobs = 0;
     int len, rv = 0, owned = 0;
 
-    /* The shards to rebuild are opened here and rebuilt together after the loop. */
+    /* The shards to rebuild are opened here and rebuilt together after the loop.  A
+     * recovery assigns its shards in one ZooKeeper multi, but the loop reads the records one
+     * by one and may have read some of them before the multi landed: when it found a shard
+     * to rebuild, a second pass picks up the rest (the multi landed before the first record
+     * that showed it was read), so they are all rebuilt together. */
     if (!(jobs = calloc(s->spec.num_shards ? s->spec.num_shards : 1, sizeof(*jobs))))
         return FLR_ENOMEM;
-    for (uint32_t i = 0; i < s->spec.num_shards; i++) {
-        struct flr_shard_rec rec;
-        flr_job_node(path, sizeof(path), s->cfg.job, "shards", i);
-        rv = flr_zk_get(s->zk, path, 1, &data, &len, NULL, NULL);
-        if (rv == FLR_EZK_NONODE)
-            continue;
-        if (rv != 0)
-            goto fail;
-        rv = flr_shard_rec_from_json(&rec, data, (size_t)len);
-        free(data);
-        if (rv != 0) {
-            flr_warn("srv.shardrec", "shard %u: unreadable record, ignored", i);
-            continue;
-        }
-        int mine = rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_ACTIVE;
-        struct flr_shard *sh = s->shards[i];
-        /* Held, not served, while it moves away: fenced for a drain, or the source the
-         * new owner copies from. */
-        int hold = sh && !mine &&
-                   ((rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_RECOVERING) ||
-                    rec.from1 == (uint32_t)s->cfg.id + 1);
-        if (mine && sh && flr_shard_epoch(sh) == rec.epoch) {
-            owned++;
-            continue;
-        }
-        if (hold) {
-            if (!s->frozen[i])
-                flr_notice("srv.freeze", "shard %u: frozen while it moves to another server", i);
-            s->frozen[i] = 1;
-            continue;
-        }
-        s->frozen[i] = 0;
-        if (sh) {
-            flr_notice("srv.unload", "shard %u: no longer ours at epoch %llu", i,
-                       (unsigned long long)rec.epoch);
-            flr_shard_close(sh);
-            s->shards[i] = NULL;
-            s->serving_ms[i] = 0;
-        }
-        if (mine) {
-            const int64_t t_open = flr_now_ms();
-            /* Rebuilt from the workers (a shard copied from its drained owner is not): it
-             * gets its rows from the rebuild, not from initialisers. */
-            const int rebuild = !rec.from1 && rec.rebuild;
-            rv = rebuild
-                     ? flr_shard_open_for_rebuild(&s->shards[i], &s->spec, i, rec.epoch,
-                                                  (uint32_t)s->cfg.id)
-                     : flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch, (uint32_t)s->cfg.id);
-            if (rv != 0) {
-                flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
+    for (int pass = 0; pass < 2 && (pass == 0 || njobs > 0); pass++)
+        for (uint32_t i = 0; i < s->spec.num_shards; i++) {
+            struct flr_shard_rec rec;
+            int queued = 0;
+            for (size_t k = 0; k < njobs; k++)
+                queued |= jobs[k].shard == i;
+            if (queued)
+                continue; /* opened for a rebuild by the first pass */
+            flr_job_node(path, sizeof(path), s->cfg.job, "shards", i);
+            rv = flr_zk_get(s->zk, path, 1, &data, &len, NULL, NULL);
+            if (rv == FLR_EZK_NONODE)
+                continue;
+            if (rv != 0)
                 goto fail;
+            rv = flr_shard_rec_from_json(&rec, data, (size_t)len);
+            free(data);
+            if (rv != 0) {
+                flr_warn("srv.shardrec", "shard %u: unreadable record, ignored", i);
+                continue;
             }
-            if (rec.from1 && rec.from1 != (uint32_t)s->cfg.id + 1 &&
-                (rv = srv_load_from(s, i, rec.from1 - 1)) != 0) {
-                flr_err("srv.load", "shard %u: cannot copy it from server %u: %s; retrying", i,
-                        rec.from1 - 1, flr_strerror(rv));
-                flr_shard_close(s->shards[i]);
+            int mine = rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_ACTIVE;
+            struct flr_shard *sh = s->shards[i];
+            /* Held, not served, while it moves away: fenced for a drain, or the source the
+             * new owner copies from. */
+            int hold = sh && !mine &&
+                       ((rec.owner == (uint32_t)s->cfg.id && rec.state == FLR_SHARD_RECOVERING) ||
+                        rec.from1 == (uint32_t)s->cfg.id + 1);
+            if (mine && sh && flr_shard_epoch(sh) == rec.epoch) {
+                owned++;
+                continue;
+            }
+            if (hold) {
+                if (!s->frozen[i])
+                    flr_notice("srv.freeze", "shard %u: frozen while it moves to another server",
+                               i);
+                s->frozen[i] = 1;
+                continue;
+            }
+            s->frozen[i] = 0;
+            if (sh) {
+                flr_notice("srv.unload", "shard %u: no longer ours at epoch %llu", i,
+                           (unsigned long long)rec.epoch);
+                flr_shard_close(sh);
                 s->shards[i] = NULL;
-                s->resync_ms = flr_now_ms() + 1000;
-                continue;
+                s->serving_ms[i] = 0;
             }
-            if (rebuild) {
-                jobs[njobs].shard = i;
-                jobs[njobs++].open_ms = flr_now_ms() - t_open;
-                continue;
+            if (mine) {
+                const int64_t t_open = flr_now_ms();
+                /* Rebuilt from the workers (a shard copied from its drained owner is not): it
+                 * gets its rows from the rebuild, not from initialisers. */
+                const int rebuild = !rec.from1 && rec.rebuild;
+                rv = rebuild ? flr_shard_open_for_rebuild(&s->shards[i], &s->spec, i, rec.epoch,
+                                                          (uint32_t)s->cfg.id)
+                             : flr_shard_open(&s->shards[i], &s->spec, i, rec.epoch,
+                                              (uint32_t)s->cfg.id);
+                if (rv != 0) {
+                    flr_err("srv.load", "shard %u: cannot open: %s", i, flr_strerror(rv));
+                    goto fail;
+                }
+                if (rec.from1 && rec.from1 != (uint32_t)s->cfg.id + 1 &&
+                    (rv = srv_load_from(s, i, rec.from1 - 1)) != 0) {
+                    flr_err("srv.load", "shard %u: cannot copy it from server %u: %s; retrying", i,
+                            rec.from1 - 1, flr_strerror(rv));
+                    flr_shard_close(s->shards[i]);
+                    s->shards[i] = NULL;
+                    s->resync_ms = flr_now_ms() + 1000;
+                    continue;
+                }
+                if (rebuild) {
+                    jobs[njobs].shard = i;
+                    jobs[njobs++].open_ms = flr_now_ms() - t_open;
+                    continue;
+                }
+                srv_shard_serves(s, i);
+                owned++;
             }
-            srv_shard_serves(s, i);
-            owned++;
         }
-    }
     if (njobs > 0) {
         srv_rebuild_all(s, jobs, njobs);
         for (size_t k = 0; k < njobs; k++) {

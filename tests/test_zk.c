@@ -541,6 +541,32 @@ static void test_create_reports_existing_node_and_missing_parent(void **state)
     flr_zk_close(zk);
 }
 
+static void test_set_many_writes_all_or_none(void **state)
+{
+    struct flr_zk *zk = open_zk();
+    struct flr_zk_write w[3] = {{"/sm/a", "1", 1, 0}, {"/sm/b", "2", 1, 0}, {"/sm/c", "3", 1, 0}};
+
+    assert_int_equal(flr_zk_mkdirs(zk, "/sm"), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(flr_zk_create(zk, w[i].path, "0", 1, 0, NULL, 0), 0);
+    assert_int_equal(flr_zk_set_many(zk, w, 3), 0);
+    expect_data(zk, "/sm/a", "1", 1);
+    expect_data(zk, "/sm/b", "2", 1);
+    expect_data(zk, "/sm/c", "3", 1);
+
+    /* One stale version: nothing is written. */
+    w[0].data = w[1].data = w[2].data = "x";
+    w[0].version = w[1].version = 1;
+    w[2].version = 0;
+    assert_int_equal(flr_zk_set_many(zk, w, 3), FLR_EZK_BADVERSION);
+    expect_data(zk, "/sm/a", "1", 1);
+    expect_data(zk, "/sm/b", "2", 1);
+    expect_data(zk, "/sm/c", "3", 1);
+    assert_int_equal(flr_zk_set_many(zk, w, 0), FLR_EINVAL);
+    assert_int_equal(flr_zk_delete_tree(zk, "/sm"), 0);
+    flr_zk_close(zk);
+}
+
 static void test_mkdirs_and_delete_tree(void **state)
 {
     struct flr_zk *zk = open_zk();
@@ -994,6 +1020,21 @@ static void test_versioned_set_with_lost_reply_succeeds(void **state)
     lossy_close(&l, "/lv");
 }
 
+static void test_set_many_with_lost_reply_succeeds(void **state)
+{
+    struct lossy l;
+    const struct flr_zk_write w[2] = {{"/lm/a", "b", 1, 0}, {"/lm/c", "d", 1, 0}};
+
+    lossy_open(&l, "/lm");
+    assert_int_equal(flr_zk_create(l.other, "/lm/a", "a", 1, 0, NULL, 0), 0);
+    assert_int_equal(flr_zk_create(l.other, "/lm/c", "c", 1, 0, NULL, 0), 0);
+    proxy_cut(&l.proxy, 0);
+    assert_int_equal(flr_zk_set_many(l.zk, w, 2), 0);
+    expect_data(l.other, "/lm/a", "b", 1);
+    expect_data(l.other, "/lm/c", "d", 1);
+    lossy_close(&l, "/lm");
+}
+
 static void test_get_is_retried_across_a_connection_loss(void **state)
 {
     struct lossy l;
@@ -1053,6 +1094,7 @@ int main(void)
         cmocka_unit_test(test_open_rejects_bad_arguments),
         cmocka_unit_test(test_create_get_set_delete_follow_versions),
         cmocka_unit_test(test_create_reports_existing_node_and_missing_parent),
+        cmocka_unit_test(test_set_many_writes_all_or_none),
         cmocka_unit_test(test_mkdirs_and_delete_tree),
         cmocka_unit_test(test_children_are_sorted_by_name),
         cmocka_unit_test(test_ephemeral_node_goes_with_its_session),
@@ -1069,6 +1111,7 @@ int main(void)
         cmocka_unit_test(test_ephemeral_create_after_loss_reports_another_owner),
         cmocka_unit_test(test_sequential_ephemeral_create_with_lost_reply_returns_its_name),
         cmocka_unit_test(test_versioned_set_with_lost_reply_succeeds),
+        cmocka_unit_test(test_set_many_with_lost_reply_succeeds),
         cmocka_unit_test(test_get_is_retried_across_a_connection_loss),
         cmocka_unit_test(test_delete_with_lost_reply_succeeds),
         cmocka_unit_test(test_persistent_create_with_lost_reply_is_found_ours),
